@@ -1,0 +1,18 @@
+//! rebal core: exact portfolio rebalancing over columns.
+//!
+//! Pure: no I/O, no clock, no Python. Time and prices come in as arguments.
+//! The Python bindings live in [`python`] behind the `python` feature.
+
+pub mod error;
+pub mod lots;
+pub mod market;
+pub mod plan;
+pub mod portfolio;
+pub mod trigger;
+
+pub use error::{CoreError, ErrorKind, Result};
+pub use lots::Amount;
+pub use market::{Market, Refusal};
+pub use plan::{client_order_id, plan, plan_into, Destination, Leg, Outcome, PlanParams, Scratch, Side, Skip, SkipReason};
+pub use portfolio::PortfolioRef;
+pub use trigger::{Band, BandKind};

@@ -1,0 +1,239 @@
+//! Market rules of one trading pair, as ccxt exposes them in `precision` and
+//! `limits`: amount step (lot size), minimum / maximum amount, minimum
+//! notional, price tick, fees. Every check here is exact.
+
+use crate::error::{CoreError, Result};
+use std::cmp::Ordering;
+
+use crate::lots::{cmp_notional, notional_at_least, Amount};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Market {
+    pub symbol: String,
+    pub base: String,
+    pub quote: String,
+    /// Lot size: every order amount is a whole multiple of it.
+    pub step: Amount,
+    pub min_amount: Amount,
+    pub max_amount: Option<Amount>,
+    /// Minimum order value in the quote asset.
+    pub min_notional: Amount,
+    pub max_notional: Option<Amount>,
+    pub price_tick: Option<Amount>,
+    pub maker_fee: f64,
+    pub taker_fee: f64,
+    /// A suspended / delisted market takes no orders; its asset is held as it is.
+    pub active: bool,
+}
+
+impl Market {
+    /// A market with only a step; limits zero, fees zero, active.
+    pub fn new(symbol: &str, base: &str, quote: &str, step: Amount) -> Self {
+        Market {
+            symbol: symbol.into(),
+            base: base.into(),
+            quote: quote.into(),
+            step,
+            min_amount: Amount::ZERO,
+            max_amount: None,
+            min_notional: Amount::ZERO,
+            max_notional: None,
+            price_tick: None,
+            maker_fee: 0.0,
+            taker_fee: 0.0,
+            active: true,
+        }
+    }
+
+    /// Checks the rules are usable; the error names the market and field.
+    pub fn validate(&self) -> Result<()> {
+        let field = |name: &str| format!("markets[{}].{name}", self.symbol);
+        if self.symbol.is_empty() || self.base.is_empty() || self.quote.is_empty() {
+            return Err(CoreError::market(field("symbol"), &self.symbol, "symbol, base and quote must be non-empty"));
+        }
+        if self.step <= Amount::ZERO {
+            return Err(CoreError::market(field("step"), self.step, "amount step must be > 0"));
+        }
+        if self.min_amount.is_negative() {
+            return Err(CoreError::market(field("min_amount"), self.min_amount, "must be >= 0"));
+        }
+        if let Some(max) = self.max_amount {
+            if max < self.min_amount || max < self.step {
+                return Err(CoreError::market(field("max_amount"), max, "must be >= min_amount and >= step"));
+            }
+        }
+        if self.min_notional.is_negative() {
+            return Err(CoreError::market(field("min_notional"), self.min_notional, "must be >= 0"));
+        }
+        if let Some(max) = self.max_notional {
+            if max <= Amount::ZERO || max < self.min_notional {
+                return Err(CoreError::market(field("max_notional"), max, "must be > 0 and >= min_notional"));
+            }
+        }
+        if let Some(tick) = self.price_tick {
+            if tick <= Amount::ZERO {
+                return Err(CoreError::market(field("price_tick"), tick, "must be > 0"));
+            }
+        }
+        if !(self.taker_fee.is_finite() && (0.0..1.0).contains(&self.taker_fee)) {
+            return Err(CoreError::market(field("taker_fee"), self.taker_fee, "must be in [0, 1)"));
+        }
+        if !(self.maker_fee.is_finite() && self.maker_fee > -1.0 && self.maker_fee < 1.0) {
+            return Err(CoreError::market(field("maker_fee"), self.maker_fee, "must be in (-1, 1)"));
+        }
+        Ok(())
+    }
+
+    /// `amount` truncated toward zero to a whole number of lots.
+    pub fn amount_to_precision(&self, amount: Amount) -> Amount {
+        amount.truncate_to(self.step)
+    }
+
+    /// Whole lots in `amount` (truncated toward zero; never negative).
+    pub fn lots_in(&self, amount: Amount) -> i128 {
+        amount.lots(self.step).max(0)
+    }
+
+    /// `n` lots as an exact amount.
+    pub fn lots_amount(&self, n: i128) -> Amount {
+        Amount::of_lots(n, self.step).unwrap_or(Amount::MAX)
+    }
+
+    /// The most lots one order may carry (`i128::MAX` when unlimited).
+    pub fn max_lots(&self, price: f64) -> i128 {
+        let by_amount = self.max_amount.map_or(i128::MAX, |max| max.lots(self.step));
+        let by_notional = self.max_notional.map_or(i128::MAX, |max| {
+            let mut n = (max.to_f64() / (self.step.to_f64() * price)).floor() as i128;
+            // Float estimate, then the exact boundary: the largest n with n·step·price ≤ max.
+            while n > 0 && !notional_at_most(self.lots_amount(n), price, max) {
+                n -= 1;
+            }
+            while notional_at_most(self.lots_amount(n + 1), price, max) {
+                n += 1;
+            }
+            n
+        });
+        by_amount.min(by_notional)
+    }
+
+    /// Smallest number of lots an order may carry at `price` (≥ 1).
+    pub fn min_lots(&self, price: f64) -> i128 {
+        let by_amount = ceil_div(self.min_amount.atoms(), self.step.atoms()).max(1);
+        if self.min_notional.is_zero() {
+            return by_amount;
+        }
+        let estimate = (self.min_notional.to_f64() / (self.step.to_f64() * price)).ceil() as i128;
+        let mut n = estimate.max(1);
+        while n > 1 && notional_at_least(self.lots_amount(n - 1), price, self.min_notional) {
+            n -= 1;
+        }
+        while !notional_at_least(self.lots_amount(n), price, self.min_notional) {
+            n += 1;
+        }
+        n.max(by_amount)
+    }
+
+    /// Why an order of `lots` at `price` would be refused, or `None` if it passes.
+    pub fn refusal(&self, lots: i128, price: f64) -> Option<Refusal> {
+        let amount = self.lots_amount(lots);
+        if !self.active {
+            Some(Refusal::MarketInactive)
+        } else if lots <= 0 {
+            Some(Refusal::BelowStep)
+        } else if amount < self.min_amount {
+            Some(Refusal::MinAmount)
+        } else if !notional_at_least(amount, price, self.min_notional) {
+            Some(Refusal::MinNotional)
+        } else if lots > self.max_lots(price) {
+            Some(Refusal::MaxAmount)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why the market would not take an order.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    BelowStep,
+    MinAmount,
+    MinNotional,
+    MaxAmount,
+    MarketInactive,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::BelowStep => "below_step",
+            Refusal::MinAmount => "min_amount",
+            Refusal::MinNotional => "min_notional",
+            Refusal::MaxAmount => "max_amount",
+            Refusal::MarketInactive => "market_inactive",
+        }
+    }
+}
+
+fn notional_at_most(amount: Amount, price: f64, max: Amount) -> bool {
+    cmp_notional(amount, price, max) != Ordering::Greater
+}
+
+fn ceil_div(a: i128, b: i128) -> i128 {
+    if a <= 0 {
+        0
+    } else {
+        (a + b - 1) / b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Amount {
+        Amount::parse(s).expect("valid amount")
+    }
+
+    fn btc() -> Market {
+        let mut m = Market::new("BTC/USDT", "BTC", "USDT", a("0.00001"));
+        m.min_amount = a("0.00001");
+        m.max_amount = Some(a("9000"));
+        m.min_notional = a("5");
+        m.taker_fee = 0.001;
+        m
+    }
+
+    #[test]
+    fn min_lots_meets_min_notional_exactly() {
+        let m = btc();
+        // 5 USDT at 50,000 is exactly 0.0001 BTC = 10 lots.
+        assert_eq!(m.min_lots(50_000.0), 10);
+        assert_eq!(m.refusal(10, 50_000.0), None);
+        assert_eq!(m.refusal(9, 50_000.0), Some(Refusal::MinNotional));
+        assert_eq!(m.min_lots(49_999.0), 11);
+    }
+
+    #[test]
+    fn refusals_name_the_rule() {
+        let mut m = btc();
+        m.min_notional = Amount::ZERO;
+        m.min_amount = a("0.001");
+        assert_eq!(m.refusal(99, 1.0), Some(Refusal::MinAmount));
+        assert_eq!(m.refusal(100, 1.0), None);
+        assert_eq!(m.refusal(900_000_001, 1.0), Some(Refusal::MaxAmount));
+        m.active = false;
+        assert_eq!(m.refusal(100, 1.0), Some(Refusal::MarketInactive));
+    }
+
+    #[test]
+    fn validation_names_field_and_value() {
+        let mut m = btc();
+        m.step = Amount::ZERO;
+        let e = m.validate().expect_err("zero step");
+        assert_eq!(e.field, "markets[BTC/USDT].step");
+        assert_eq!(e.value, "0");
+        let mut m = btc();
+        m.taker_fee = f64::NAN;
+        assert_eq!(m.validate().expect_err("nan fee").field, "markets[BTC/USDT].taker_fee");
+    }
+}

@@ -1,0 +1,114 @@
+//! One portfolio as borrowed columns, its validation and valuation.
+//!
+//! A portfolio is a row range of the Book's holdings columns plus its free
+//! quote cash. Asset indices point into the tick's price vector and the
+//! market list, so one portfolio costs no allocation to look at.
+
+use crate::error::{CoreError, Result};
+use crate::lots::Amount;
+use crate::market::Market;
+
+/// Tolerance on "weights sum to 1": far below any weight a user can set.
+pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-9;
+
+#[derive(Copy, Clone, Debug)]
+pub struct PortfolioRef<'a> {
+    /// Index of each held asset into `prices` and `markets`.
+    pub assets: &'a [u32],
+    /// Exact amount held of each asset.
+    pub amounts: &'a [Amount],
+    /// Target weight of each asset, as a fraction of the portfolio value.
+    pub targets: &'a [f64],
+    /// Free cash in the quote asset.
+    pub cash: Amount,
+    /// Target weight of the quote asset itself (0 unless it is one of the coins).
+    pub cash_target: f64,
+}
+
+impl PortfolioRef<'_> {
+    pub fn len(&self) -> usize {
+        self.assets.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.assets.is_empty()
+    }
+
+    /// Checks everything the planner relies on; nothing is planned on bad input.
+    pub fn validate(&self, prices: &[f64], markets: &[Market]) -> Result<()> {
+        let n = self.assets.len();
+        if self.amounts.len() != n || self.targets.len() != n {
+            return Err(CoreError::config(
+                "holdings",
+                format!("{} assets, {} amounts, {} targets", n, self.amounts.len(), self.targets.len()),
+                "assets, amounts and targets must have the same length",
+            ));
+        }
+        let name = |i: usize| asset_name(self.assets[i], markets);
+        for (i, &asset) in self.assets.iter().enumerate() {
+            if asset as usize >= markets.len() || asset as usize >= prices.len() {
+                return Err(CoreError::config(
+                    format!("assets[{i}]"),
+                    asset,
+                    format!("asset index out of range ({} markets, {} prices)", markets.len(), prices.len()),
+                ));
+            }
+            if self.assets[..i].contains(&asset) {
+                return Err(CoreError::config(format!("assets[{}]", name(i)), asset, "asset listed twice"));
+            }
+        }
+        let mut sum = self.cash_target;
+        for (i, &t) in self.targets.iter().enumerate() {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(CoreError::config(format!("targets[{}]", name(i)), t, "target weight must be > 0"));
+            }
+            sum += t;
+        }
+        if !(0.0..1.0).contains(&self.cash_target) {
+            return Err(CoreError::config("cash_target", self.cash_target, "must be in [0, 1)"));
+        }
+        if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
+            return Err(CoreError::config("targets", sum, "target weights must sum to 1 (100 %)"));
+        }
+        for (i, amount) in self.amounts.iter().enumerate() {
+            if amount.is_negative() {
+                return Err(CoreError::amount(format!("holdings[{}]", name(i)), amount, "amount must be >= 0"));
+            }
+        }
+        if self.cash.is_negative() {
+            return Err(CoreError::amount("cash", self.cash, "cash must be >= 0"));
+        }
+        for (i, &asset) in self.assets.iter().enumerate() {
+            check_price(prices[asset as usize], &format!("prices[{}]", name(i)))?;
+        }
+        Ok(())
+    }
+
+    /// Total value in the quote asset at `prices`: cash + Σ amount·price.
+    pub fn value(&self, prices: &[f64]) -> f64 {
+        self.cash.to_f64()
+            + self
+                .assets
+                .iter()
+                .zip(self.amounts)
+                .map(|(&a, q)| q.to_f64() * prices[a as usize])
+                .sum::<f64>()
+    }
+}
+
+/// A usable price is finite and > 0; anything else is refused by name.
+pub fn check_price(price: f64, field: &str) -> Result<()> {
+    if price.is_nan() {
+        Err(CoreError::price(field, price, "price is NaN"))
+    } else if price.is_infinite() {
+        Err(CoreError::price(field, price, "price is infinite"))
+    } else if price <= 0.0 {
+        Err(CoreError::price(field, price, "price must be > 0"))
+    } else {
+        Ok(())
+    }
+}
+
+/// How errors name an asset: its market's base, or its index.
+pub fn asset_name(asset: u32, markets: &[Market]) -> String {
+    markets.get(asset as usize).map_or_else(|| asset.to_string(), |m| m.base.clone())
+}
