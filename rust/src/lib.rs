@@ -10,6 +10,9 @@ pub mod plan;
 pub mod portfolio;
 pub mod trigger;
 
+#[cfg(feature = "python")]
+mod python;
+
 pub use error::{CoreError, ErrorKind, Result};
 pub use lots::Amount;
 pub use market::{Market, Refusal};

@@ -230,7 +230,10 @@ fn arb_case() -> impl Strategy<Value = (Case, PlanParams)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    // 1,000 cases in CI; PROPTEST_CASES=100000 for a soak.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1000)
+    ))]
 
     #[test]
     fn plans_respect_every_rule((mut case, params) in arb_case()) {

@@ -1,0 +1,106 @@
+"""The `rebal` command line.
+
+    rebal plan FILE [--json]    plan the rebalance of the portfolio in FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from rebal.exceptions import ConfigError, RebalError
+from rebal.market import Market
+from rebal.planner import plan
+from rebal.types import Plan
+
+__all__ = ["main", "load_portfolio_file"]
+
+
+def load_portfolio_file(path: Path) -> dict[str, Any]:
+    """Reads a portfolio file (TOML or JSON): holdings, prices, targets,
+    markets in ccxt form (a list, a {symbol: market} mapping, or the path of
+    a JSON file of them, relative to FILE), and optional planner settings."""
+    text = path.read_text()
+    try:
+        doc = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper() or 'JSON'}: {e}", field=str(path), value=None) from e
+    for key in ("holdings", "prices", "targets", "markets"):
+        if key not in doc:
+            raise ConfigError(f"{path}: missing [{key}]", field=key, value=None)
+    markets = doc["markets"]
+    if isinstance(markets, str):
+        markets = json.loads((path.parent / markets).read_text())
+    if isinstance(markets, Mapping):
+        markets = list(markets.values())
+    precision_mode = doc.get("precision_mode")
+    wanted = set(doc["targets"]) | set(doc["holdings"])
+    doc["markets"] = [
+        Market.from_ccxt(m, precision_mode=precision_mode)
+        for m in markets
+        if m.get("base") in wanted and m.get("quote") == doc.get("quote", "USDT") and m.get("type", "spot") == "spot"
+    ]
+    return doc
+
+
+def _plan_file(path: Path) -> Plan:
+    doc = load_portfolio_file(path)
+    settings = {k: doc[k] for k in ("quote", "destination", "threshold", "threshold_kind", "fee_rate", "portfolio_id", "epoch") if k in doc}
+    return plan(doc["holdings"], doc["prices"], doc["targets"], doc["markets"], **settings)
+
+
+def _print_plan(p: Plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    orders = Table(title="Orders (sells first)", title_justify="left")
+    for column in ("symbol", "side", "amount", "price", "notional", "fee", "client order id"):
+        orders.add_column(column, justify="right" if column in ("amount", "price", "notional", "fee") else "left")
+    for o in p.orders:
+        colour = "red" if o.side == "sell" else "green"
+        orders.add_row(o.symbol, f"[{colour}]{o.side}[/]", str(o.amount), f"{o.price:,.8g}", f"{o.notional:,.2f}", f"{o.fee:,.4f}", o.client_order_id)
+    console.print(orders)
+    if p.skipped:
+        skipped = Table(title="Not sent (unexecutable drift)", title_justify="left")
+        for column in ("symbol", "side", "wanted amount", "reason"):
+            skipped.add_column(column)
+        for s in p.skipped:
+            skipped.add_row(s.symbol, s.side, str(s.amount), s.reason)
+        console.print(skipped)
+    console.print(
+        f"value {p.value:,.2f} -> {p.value_after:,.2f} after fees {p.fees:,.4f}; "
+        f"max deviation {100 * p.max_deviation:.2f} points; triggered: {p.triggered}; "
+        f"cash after {p.cash_after:,.4f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rebal", description="Exact smart-portfolio rebalancing.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan_cmd = commands.add_parser("plan", help="plan the rebalance of a portfolio file (TOML or JSON)")
+    plan_cmd.add_argument("file", type=Path)
+    plan_cmd.add_argument("--json", action="store_true", help="print the plan as JSON")
+    args = parser.parse_args(argv)
+
+    try:
+        result = _plan_file(args.file)
+    except (RebalError, OSError) as e:
+        print(f"rebal: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+    else:
+        _print_plan(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

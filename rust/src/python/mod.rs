@@ -1,0 +1,21 @@
+//! Python bindings (`rebal._rebal`), behind the `python` feature.
+//!
+//! Only conversions live here: Python values in, core calls (with panics
+//! caught, so none crosses the FFI), Python values out.
+
+mod convert;
+mod errors;
+mod market;
+mod plan;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("AMOUNT_DECIMALS", crate::lots::DECIMALS)?;
+    m.add_class::<market::PyMarket>()?;
+    m.add_function(wrap_pyfunction!(plan::plan_portfolio, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::client_order_id, m)?)?;
+    Ok(())
+}
