@@ -123,13 +123,20 @@ impl Amount {
         Amount::parse(s).map_err(|e| CoreError::amount(field, s, e.to_string()))
     }
 
-    /// The exact decimal a float stands for: its shortest round-trip digits.
+    /// The exact decimal a float stands for: its shortest round-trip digits,
+    /// truncated toward zero past 18 decimals (a float is an approximation
+    /// already; a decimal string finer than 18 places is refused instead).
     pub fn from_f64(x: f64) -> std::result::Result<Amount, ParseAmountError> {
         if !x.is_finite() {
             return Err(ParseAmountError::Invalid);
         }
         // Rust's Display for f64 prints the shortest digits that round-trip, without exponent.
-        Amount::parse(&format!("{x}"))
+        let digits = format!("{x}");
+        let cut = match digits.find('.') {
+            Some(dot) if digits.len() - dot - 1 > DECIMALS as usize => &digits[..dot + 1 + DECIMALS as usize],
+            _ => &digits,
+        };
+        Amount::parse(cut)
     }
 
     /// Nearest float, for valuation only (never for an order amount).
@@ -267,6 +274,9 @@ mod tests {
         assert_eq!(Amount::from_f64(1e-5).map(|x| x.to_string()), Ok("0.00001".into()));
         assert!(Amount::from_f64(f64::NAN).is_err());
         assert!(Amount::from_f64(1e300).is_err());
+        assert_eq!(Amount::from_f64(2.220446049250313e-16).map(|x| x.to_string()), Ok("0.000000000000000222".into()));
+        assert_eq!(Amount::from_f64(1e-19).map(|x| x.to_string()), Ok("0".into()));
+        assert_eq!(Amount::from_f64(1.5e-17).map(|x| x.to_string()), Ok("0.000000000000000015".into()));
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub enum SkipReason {
     MarketInactive,
     /// A buy the free cash and the sells' proceeds could not fund.
     InsufficientCash,
+    /// Less than one lot, or a lot so coarse it would overshoot the band.
+    BelowStep,
 }
 
 impl SkipReason {
@@ -133,6 +135,7 @@ impl SkipReason {
             SkipReason::MaxAmount => "max_amount",
             SkipReason::MarketInactive => "market_inactive",
             SkipReason::InsufficientCash => "insufficient_cash",
+            SkipReason::BelowStep => "below_step",
         }
     }
 }
@@ -187,10 +190,19 @@ struct Row {
     value: f64,
     target: f64,
     dest: f64,
+    /// The destination box in weight: [target, target] or the (inner) band.
+    low: f64,
+    high: f64,
     held_lots: i128,
     max_lots: i128,
     min_lots: i128,
     tradable: bool,
+    /// Cannot move this pass: held at its weight, the others planned around it.
+    frozen: bool,
+    /// The leg it wanted when frozen and why it was refused (lots, side, reason).
+    refused: Option<(i128, Side, SkipReason)>,
+    /// Its whole sell was given back: no buy could use the cash.
+    sell_unused: bool,
     sell: i128,
     buy: i128,
     wanted_buy: i128,
@@ -289,62 +301,38 @@ pub fn plan_into(
         return out;
     }
 
-    // 2. Destination weights.
-    let cash_dest = destination_weights(rows, p, params, value, cash);
+    // 2–4, in passes: an asset that cannot move at all (a leg the market
+    // refuses, a lot wider than its band) is frozen at its weight and the
+    // others are planned around it, so no plan counts on money that cannot come.
     let mode = if params.destination == Destination::Target { Rounding::Truncate } else { Rounding::Inward };
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
         let market = &markets[asset as usize];
         row.max_lots = market.max_lots(row.price);
         row.min_lots = market.min_lots(row.price);
     }
-
-    // 3. Sells on the post-fee value: V′ = V − sell fees − (buy fees on all cash to spend).
     let max_buy_fee = rows.iter().filter(|r| r.tradable).map(|r| r.fee).fold(0.0, f64::max);
-    let buy_fee_share = max_buy_fee / (1.0 + max_buy_fee);
-    let estimate = |rows: &[Row], v_after: f64| {
-        let (proceeds, fees) = rows.iter().fold((0.0, 0.0), |(p, f), r| {
-            let notional = r.sell as f64 * r.lot_value;
-            (p + notional * (1.0 - r.fee), f + notional * r.fee)
-        });
-        let spendable = (cash - cash_dest * v_after + proceeds).max(0.0);
-        (proceeds, value - fees - buy_fee_share * spendable)
-    };
-    let mut v_after = value;
-    size_sells(rows, p, markets, v_after, mode);
-    for _ in 0..MAX_FIXED_POINT_ROUNDS {
-        v_after = estimate(rows, v_after).1;
-        if !size_sells(rows, p, markets, v_after, mode) {
+    let sizing = Sizing { p, markets, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
+    let mut sized = sizing.size_orders(rows, order);
+    for _ in 0..rows.len() {
+        if !freeze_stuck(rows, p, markets, params, value, sized.v_after) {
             break;
         }
-    }
-    let (proceeds, _) = estimate(rows, v_after);
-
-    // 4. Buys within the budget, then the leftover topped up.
-    let mut budget = cash - cash_dest * v_after + proceeds;
-    size_buys(rows, p, markets, v_after, mode);
-    let mut cost: f64 = rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum();
-    if cost > budget && mode == Rounding::Inward {
-        budget += fund_shortfall(rows, p, params, v_after, cost - budget);
-    }
-    if cost > budget {
-        let scale = (budget / cost).max(0.0);
-        for (row, &asset) in rows.iter_mut().zip(p.assets) {
-            let scaled = (row.buy as f64 * scale).floor() as i128;
-            row.buy = if markets[asset as usize].refusal(scaled, row.price).is_none() { scaled } else { 0 };
+        for row in rows.iter_mut() {
+            (row.sell, row.buy, row.wanted_buy) = (0, 0, 0);
         }
-        cost = rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum();
+        sized = sizing.size_orders(rows, order);
     }
-    top_up(rows, order, v_after, (budget - cost).max(0.0));
+    let Sized { v_after, v_seen, proceeds, .. } = sized;
 
     // 5. Exact decimals where floats are in doubt: never below zero cash,
     //    and no affordable lot left unbought.
-    let spent = |rows: &[Row]| rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum::<f64>();
-    let mut cash_after = cash + proceeds - spent(rows);
+    let bought = |rows: &[Row]| rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum::<f64>();
+    let mut cash_after = cash + proceeds - bought(rows);
     let doubt = FLOAT_DOUBT * value;
     let in_doubt = cash_after < doubt
         || rows.iter().any(|r| r.tradable && r.sell == 0 && r.min_lots.max(1) as f64 * r.lot_cost() <= cash_after + doubt);
-    if in_doubt && settle_exactly(p, markets, rows, v_after) {
-        cash_after = cash + proceeds - spent(rows);
+    if in_doubt && settle_exactly(p, markets, rows, v_seen) {
+        cash_after = cash + proceeds - bought(rows);
     }
 
     record_skips(rows, p, markets, v_after, mode, skips);
@@ -354,74 +342,206 @@ pub fn plan_into(
     out
 }
 
-/// Post-trade weight of each asset (written to `row.dest`) and of the cash.
+/// One sizing pass: destinations, sells, buys, top-up.
+struct Sizing<'a, 'p> {
+    p: &'a PortfolioRef<'p>,
+    markets: &'a [Market],
+    params: &'a PlanParams,
+    mode: Rounding,
+    value: f64,
+    cash: f64,
+    /// f/(1+f) for the highest buy fee: bounds the fees on cash yet to spend.
+    buy_fee_share: f64,
+}
+
+struct Sized {
+    v_after: f64,
+    v_seen: f64,
+    proceeds: f64,
+}
+
+impl Sizing<'_, '_> {
+    fn size_orders(&self, rows: &mut [Row], order: &mut Vec<usize>) -> Sized {
+        let Sizing { p, markets, params, mode, value, cash, buy_fee_share } = *self;
+        // 2. Destination weights.
+        let cash_dest = destination_weights(rows, p, params, value, cash);
+
+        // 3. Sells on the post-fee value: V′ = V − sell fees − (buy fees on all cash to spend).
+        let estimate = |rows: &[Row], v_after: f64| {
+            let (proceeds, fees) = rows.iter().fold((0.0, 0.0), |(p, f), r| {
+                let notional = r.sell as f64 * r.lot_value;
+                (p + notional * (1.0 - r.fee), f + notional * r.fee)
+            });
+            let spendable = (cash - cash_dest * v_after + proceeds).max(0.0);
+            (proceeds, value - fees - buy_fee_share * spendable)
+        };
+        let mut v_after = value;
+        size_sells(rows, p, markets, v_after, mode);
+        for _ in 0..MAX_FIXED_POINT_ROUNDS {
+            v_after = estimate(rows, v_after).1;
+            if !size_sells(rows, p, markets, v_after, mode) {
+                break;
+            }
+        }
+        let (proceeds, _) = estimate(rows, v_after);
+
+        // 4. Buys within the budget, then the leftover topped up.
+        let mut budget = cash - cash_dest * v_after + proceeds;
+        size_buys(rows, p, markets, v_after, mode);
+        let cost: f64 = rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum();
+        if cost > budget && mode == Rounding::Inward {
+            budget += fund_shortfall(rows, params, v_after, cost - budget);
+        }
+        if cost > budget {
+            let scale = (budget / cost).max(0.0);
+            for (row, &asset) in rows.iter_mut().zip(p.assets) {
+                let scaled = (row.buy as f64 * scale).floor() as i128;
+                row.buy = if markets[asset as usize].refusal(scaled, row.price).is_none() { scaled } else { 0 };
+            }
+        }
+        // Top up, and give back sells whose cash no buy can use, against the
+        // value a re-plan will see once these orders fill: V − the fees actually
+        // planned − the bound on fees for the cash left. Repeat until it settles.
+        let bought = |rows: &[Row]| rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum::<f64>();
+        let mut v_seen = v_after;
+        let mut proceeds = estimate(rows, v_after).0;
+        for _ in 0..12 {
+            let budget = cash - cash_dest * v_seen + proceeds;
+            let spendable = (budget - bought(rows)).max(0.0);
+            top_up(rows, order, v_seen, spendable);
+            let unused = budget - bought(rows) - 1e-12 * value;
+            trim_sells(rows, p, markets, params, v_seen, unused);
+            proceeds = estimate(rows, v_after).0;
+            let fees: f64 = rows.iter().map(|r| (r.sell + r.buy) as f64 * r.lot_value * r.fee).sum();
+            let left = cash + proceeds - bought(rows) - cash_dest * v_seen;
+            let next = value - fees - buy_fee_share * left.max(0.0);
+            // Converges at the rate of the fee; stop at float precision, as a
+            // looser stop would leave assets with tiny lots a few lots off.
+            if (next - v_seen).abs() <= 1e-13 * value {
+                break;
+            }
+            v_seen = next;
+        }
+        Sized { v_after, v_seen, proceeds }
+    }
+}
+
+/// Freezes every asset that got no order although it wanted one the market
+/// refuses, or (band modes) sits outside its box with no order that fits;
+/// returns whether any new asset was frozen.
+fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params: &PlanParams, value: f64, v_after: f64) -> bool {
+    let band_mode = params.destination != Destination::Target;
+    let mut froze = false;
+    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+        if row.frozen || row.sell > 0 || row.buy > 0 {
+            continue;
+        }
+        let market = &markets[asset as usize];
+        let weight = row.value / value;
+        let outside = weight < row.low - BAND_TOLERANCE || weight > row.high + BAND_TOLERANCE;
+        let excess = (row.value - row.dest * v_after) / row.lot_value;
+        let wanted = to_lots(excess.abs(), Rounding::Truncate);
+        let capped = if excess > 0.0 { wanted.min(row.held_lots) } else { wanted }.min(row.max_lots);
+        let side = if excess > 0.0 { Side::Sell } else { Side::Buy };
+        let reason = match market.refusal(capped, row.price) {
+            _ if wanted == 0 => None,
+            Some(Refusal::MinAmount) => Some(SkipReason::MinAmount),
+            Some(Refusal::MinNotional) => Some(SkipReason::MinNotional),
+            Some(Refusal::MarketInactive) => Some(SkipReason::MarketInactive),
+            Some(Refusal::MaxAmount) => Some(SkipReason::MaxAmount),
+            Some(Refusal::BelowStep) => Some(SkipReason::BelowStep), // nothing held to sell
+            None => None,
+        };
+        if row.sell_unused {
+            row.frozen = true; // selling it funds nothing: plan the rest without its fees
+            froze = true;
+        } else if reason.is_some() || (band_mode && outside) {
+            row.frozen = true;
+            // A band asset left outside its box by a lot too coarse to fit is drift too.
+            row.refused = Some((wanted, side, reason.unwrap_or(SkipReason::BelowStep)));
+            froze = true;
+        }
+    }
+    froze
+}
+
+/// Post-trade weight of each asset (written to `row.dest`, with its box in
+/// `row.low..row.high`) and of the cash, returned.
+///
+/// Target: the targets. Bands: the minimal move into the box
+/// [t − k·b, t + k·b], then the sum brought back to 1 by moving only toward
+/// the targets, in proportion to each weight's remaining distance to its
+/// target. Frozen assets keep their weight; the rest absorb the difference.
 fn destination_weights(rows: &mut [Row], p: &PortfolioRef<'_>, params: &PlanParams, value: f64, cash: f64) -> f64 {
     let k = params.destination.band_fraction();
-    let band = match params.band {
-        Some(band) if k > 0.0 => band,
-        _ => {
-            for (row, &t) in rows.iter_mut().zip(p.targets) {
-                row.dest = t;
-            }
-            return p.cash_target;
+    if k == 0.0 && !rows.iter().any(|r| r.frozen) {
+        for row in rows.iter_mut() {
+            (row.dest, row.low, row.high) = (row.target, row.target, row.target);
         }
-    };
-    // The minimal move into the box [t − k·b, t + k·b] ...
+        return p.cash_target;
+    }
     // Strictly inside the band: a weight exactly on its edge would fire again.
-    let clamp = |w: f64, t: f64| {
-        let half = (k * band.half_width(t) - 4.0 * BAND_TOLERANCE).max(0.0);
-        w.clamp(t - half, t + half)
+    let half = |t: f64| match params.band {
+        Some(band) if k > 0.0 => (k * band.half_width(t) - 4.0 * BAND_TOLERANCE).max(0.0),
+        _ => 0.0,
     };
-    for (row, &t) in rows.iter_mut().zip(p.targets) {
-        row.dest = clamp(row.value / value, t);
+    for row in rows.iter_mut() {
+        let weight = row.value / value;
+        (row.low, row.high) = if row.frozen { (weight, weight) } else { (row.target - half(row.target), row.target + half(row.target)) };
+        row.dest = weight.clamp(row.low, row.high);
     }
     // Cash not among the coins is fully invested (its box is [0, 0]).
-    let mut cash_dest = if p.cash_target > 0.0 { clamp(cash / value, p.cash_target) } else { 0.0 };
-    // ... then the sum brought back to 1, moving only toward the targets, in
-    // proportion to each weight's remaining distance to its target.
-    let sum = cash_dest + rows.iter().map(|r| r.dest).sum::<f64>();
-    let gap = 1.0 - sum;
+    let t_cash = p.cash_target;
+    let mut cash_dest = if t_cash > 0.0 { (cash / value).clamp(t_cash - half(t_cash), t_cash + half(t_cash)) } else { 0.0 };
+    let gap = 1.0 - cash_dest - rows.iter().map(|r| r.dest).sum::<f64>();
     let toward = |dest: f64, t: f64| if gap > 0.0 { (t - dest).max(0.0) } else { (dest - t).max(0.0) };
-    let room = toward(cash_dest, p.cash_target)
-        + rows.iter().zip(p.targets).map(|(r, &t)| toward(r.dest, t)).sum::<f64>();
-    if room > 0.0 {
-        let share = gap / room;
-        for (row, &t) in rows.iter_mut().zip(p.targets) {
-            row.dest += share * toward(row.dest, t);
+    let free = |r: &Row| !r.frozen;
+    let room = toward(cash_dest, t_cash) + rows.iter().filter(|r| free(r)).map(|r| toward(r.dest, r.target)).sum::<f64>();
+    let share = if room > 0.0 { (gap / room).clamp(-1.0, 1.0) } else { 0.0 };
+    for row in rows.iter_mut().filter(|r| !r.frozen) {
+        row.dest += share * toward(row.dest, row.target);
+    }
+    cash_dest += share * toward(cash_dest, t_cash);
+    // What the targets could not absorb (frozen assets off target) is spread
+    // over the free assets in proportion to their targets.
+    let rest = gap - share * room;
+    let free_targets: f64 = rows.iter().filter(|r| free(r)).map(|r| r.target).sum();
+    if rest.abs() > 0.0 && free_targets > 0.0 {
+        for row in rows.iter_mut().filter(|r| !r.frozen) {
+            row.dest += rest * row.target / free_targets;
+            (row.low, row.high) = (row.low.min(row.dest), row.high.max(row.dest));
         }
-        cash_dest += share * toward(cash_dest, p.cash_target);
     }
     cash_dest
 }
 
 /// In band modes a buy rounded up to land inside the band can cost up to a
-/// lot more than the sells rounded up yield. Sells a few more lots of the
-/// assets furthest above their target, as long as they stay inside their
-/// destination box; returns the extra proceeds.
-fn fund_shortfall(rows: &mut [Row], p: &PortfolioRef<'_>, params: &PlanParams, v_after: f64, mut shortfall: f64) -> f64 {
+/// lot more than the sells rounded up yield. If the sold assets can cover
+/// the whole shortfall while staying inside their destination box, sells
+/// that much more of them (furthest above target first); returns the extra
+/// proceeds. Partial funding would only leave cash no buy can use.
+fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall: f64) -> f64 {
     let (Some(band), k) = (params.band, params.destination.band_fraction()) else { return 0.0 };
-    let mut raised = 0.0;
-    for _ in 0..rows.len() {
-        let surplus = |r: &Row| r.value - r.sell as f64 * r.lot_value - r.target * v_after;
-        let Some(i) = (0..rows.len())
-            .filter(|&i| rows[i].sell > 0 && rows[i].sell < rows[i].held_lots.min(rows[i].max_lots))
-            .max_by(|&a, &b| cmp_f64(surplus(&rows[a]), surplus(&rows[b])))
-        else {
-            break;
-        };
-        let r = &mut rows[i];
-        let net = r.lot_value * (1.0 - r.fee);
-        // Room to the lower side of the destination box, in lots.
-        let floor = r.target * v_after - k * band.half_width(p.targets[i]) * v_after;
+    let spare = |r: &Row| {
+        let floor = (r.target - k * band.half_width(r.target)) * v_after;
         let room = to_lots((r.value - r.sell as f64 * r.lot_value - floor) / r.lot_value, Rounding::Truncate);
-        let extra = (shortfall / net).ceil().min(room as f64).min((r.held_lots.min(r.max_lots) - r.sell) as f64);
-        if extra < 1.0 {
-            break;
-        }
-        let extra = extra as i128;
+        room.min(r.held_lots.min(r.max_lots) - r.sell).max(0)
+    };
+    let net = |r: &Row| r.lot_value * (1.0 - r.fee);
+    let available: f64 = rows.iter().filter(|r| r.sell > 0).map(|r| spare(r) as f64 * net(r)).sum();
+    if available < shortfall {
+        return 0.0;
+    }
+    let mut order: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].sell > 0).collect();
+    let surplus = |r: &Row| r.value - r.sell as f64 * r.lot_value - r.target * v_after;
+    order.sort_by(|&a, &b| cmp_f64(surplus(&rows[b]), surplus(&rows[a])));
+    let (mut raised, mut shortfall) = (0.0, shortfall);
+    for i in order {
+        let r = &mut rows[i];
+        let extra = ((shortfall / net(r)).ceil() as i128).min(spare(r));
         r.sell += extra;
-        raised += extra as f64 * net;
-        shortfall -= extra as f64 * net;
+        raised += extra as f64 * net(r);
+        shortfall -= extra as f64 * net(r);
         if shortfall <= 0.0 {
             break;
         }
@@ -429,11 +549,50 @@ fn fund_shortfall(rows: &mut [Row], p: &PortfolioRef<'_>, params: &PlanParams, v
     raised
 }
 
+/// Sells only what the buys use: cash no buy could take is given back by
+/// selling fewer lots (band assets stay inside their box), so the plan is
+/// the minimal order set and re-planning finds nothing left to do.
+fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params: &PlanParams, v_after: f64, mut leftover: f64) {
+    let k = params.destination.band_fraction();
+    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+        if row.sell == 0 || leftover <= 0.0 {
+            continue;
+        }
+        let net = row.lot_value * (1.0 - row.fee);
+        let mut trim = ((leftover / net).floor() as i128).min(row.sell);
+        if let (Some(band), true) = (params.band, k > 0.0) {
+            let ceiling = (row.target + k * band.half_width(row.target)) * v_after;
+            let kept = row.value - (row.sell as f64) * row.lot_value;
+            trim = trim.min(to_lots((ceiling - kept) / row.lot_value, Rounding::Truncate).max(0));
+        }
+        let rest = row.sell - trim;
+        if rest > 0 && markets[asset as usize].refusal(rest, row.price).is_some() {
+            continue; // trimming would leave a leg the market refuses
+        }
+        row.sell = rest;
+        row.sell_unused |= rest == 0;
+        leftover -= trim as f64 * net;
+    }
+}
+
+/// Lots to move `x` lots' worth toward the destination. Rounding inward (to
+/// land inside a band) never takes the asset across to the box's far side:
+/// if the whole lot would, the truncated count is the better miss.
+fn lots_toward(x: f64, mode: Rounding, overshoot: impl Fn(i128) -> bool) -> i128 {
+    let lots = to_lots(x, mode);
+    if mode == Rounding::Inward && lots > 0 && overshoot(lots) {
+        to_lots(x, Rounding::Truncate)
+    } else {
+        lots
+    }
+}
+
 /// Sizes every sell at post-fee value `v_after`; returns whether any changed.
 fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_after: f64, mode: Rounding) -> bool {
     let mut changed = false;
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
-        let wanted = to_lots((row.value - row.dest * v_after) / row.lot_value, mode);
+        let below_box = |n: i128| row.value - n as f64 * row.lot_value < row.low * v_after;
+        let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
         let lots = wanted.min(row.held_lots).min(row.max_lots);
         let lots = if lots > 0 && markets[asset as usize].refusal(lots, row.price).is_none() { lots } else { 0 };
         changed |= lots != row.sell;
@@ -444,7 +603,9 @@ fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_afte
 
 fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_after: f64, mode: Rounding) {
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
-        row.wanted_buy = if row.sell > 0 { 0 } else { to_lots((row.dest * v_after - row.value) / row.lot_value, mode) };
+        let above_box = |n: i128| row.value + n as f64 * row.lot_value > row.high * v_after;
+        row.wanted_buy =
+            if row.sell > 0 { 0 } else { lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box) };
         let lots = row.wanted_buy.min(row.max_lots);
         row.buy = if lots > 0 && markets[asset as usize].refusal(lots, row.price).is_none() { lots } else { 0 };
     }
@@ -610,6 +771,10 @@ fn record_skips(
 ) {
     for (i, (row, &asset)) in rows.iter().zip(p.assets).enumerate() {
         let market = &markets[asset as usize];
+        if let Some((lots, side, reason)) = row.refused {
+            skips.push(Skip { position: i as u32, asset, side, amount: market.lots_amount(lots), reason });
+            continue;
+        }
         let excess = (row.value - row.dest * v_after) / row.lot_value;
         let (side, wanted, done) = if excess > 0.0 {
             (Side::Sell, to_lots(excess, mode).min(row.held_lots), row.sell)
