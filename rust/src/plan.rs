@@ -201,8 +201,10 @@ struct Row {
     frozen: bool,
     /// The leg it wanted when frozen and why it was refused (lots, side, reason).
     refused: Option<(i128, Side, SkipReason)>,
-    /// Its whole sell was given back: no buy could use the cash.
+    /// Its whole sell was given back this pass: no buy could use the cash.
     sell_unused: bool,
+    /// Not sold in later passes (its destination stays, so others are unaffected).
+    sell_blocked: bool,
     sell: i128,
     buy: i128,
     wanted_buy: i128,
@@ -313,7 +315,7 @@ pub fn plan_into(
     let max_buy_fee = rows.iter().filter(|r| r.tradable).map(|r| r.fee).fold(0.0, f64::max);
     let sizing = Sizing { p, markets, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
     let mut sized = sizing.size_orders(rows, order);
-    for _ in 0..rows.len() {
+    for _ in 0..2 * rows.len() {
         if !freeze_stuck(rows, p, markets, params, value, sized.v_after) {
             break;
         }
@@ -409,7 +411,9 @@ impl Sizing<'_, '_> {
             let budget = cash - cash_dest * v_seen + proceeds;
             let spendable = (budget - bought(rows)).max(0.0);
             top_up(rows, order, v_seen, spendable);
-            let unused = budget - bought(rows) - 1e-12 * value;
+            // No float margin needed: the exact settle below takes lots back if
+            // cash would go negative.
+            let unused = budget - bought(rows);
             trim_sells(rows, p, markets, params, v_seen, unused);
             proceeds = estimate(rows, v_after).0;
             let fees: f64 = rows.iter().map(|r| (r.sell + r.buy) as f64 * r.lot_value * r.fee).sum();
@@ -430,6 +434,22 @@ impl Sizing<'_, '_> {
 /// refuses, or (band modes) sits outside its box with no order that fits;
 /// returns whether any new asset was frozen.
 fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params: &PlanParams, value: f64, v_after: f64) -> bool {
+    // A sell that funds nothing is blocked; the freezes decided while its
+    // phantom fees lowered V′ are redone.
+    let mut blocked = false;
+    for row in rows.iter_mut() {
+        if row.sell_unused && !row.sell_blocked {
+            row.sell_blocked = true;
+            blocked = true;
+        }
+        row.sell_unused = false;
+    }
+    if blocked {
+        for row in rows.iter_mut() {
+            (row.frozen, row.refused) = (false, None);
+        }
+        return true;
+    }
     let band_mode = params.destination != Destination::Target;
     let mut froze = false;
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
@@ -452,10 +472,7 @@ fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], para
             Some(Refusal::BelowStep) => Some(SkipReason::BelowStep), // nothing held to sell
             None => None,
         };
-        if row.sell_unused {
-            row.frozen = true; // selling it funds nothing: plan the rest without its fees
-            froze = true;
-        } else if reason.is_some() || (band_mode && outside) {
+        if reason.is_some() || (band_mode && outside) {
             row.frozen = true;
             // A band asset left outside its box by a lot too coarse to fit is drift too.
             row.refused = Some((wanted, side, reason.unwrap_or(SkipReason::BelowStep)));
@@ -559,7 +576,8 @@ fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params
             continue;
         }
         let net = row.lot_value * (1.0 - row.fee);
-        let mut trim = ((leftover / net).floor() as i128).min(row.sell);
+        let whole = leftover >= row.sell as f64 * net * (1.0 - 1e-12);
+        let mut trim = if whole { row.sell } else { ((leftover / net).floor() as i128).min(row.sell) };
         if let (Some(band), true) = (params.band, k > 0.0) {
             let ceiling = (row.target + k * band.half_width(row.target)) * v_after;
             let kept = row.value - (row.sell as f64) * row.lot_value;
@@ -593,7 +611,7 @@ fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_afte
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
         let below_box = |n: i128| row.value - n as f64 * row.lot_value < row.low * v_after;
         let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
-        let lots = wanted.min(row.held_lots).min(row.max_lots);
+        let lots = if row.sell_blocked { 0 } else { wanted.min(row.held_lots).min(row.max_lots) };
         let lots = if lots > 0 && markets[asset as usize].refusal(lots, row.price).is_none() { lots } else { 0 };
         changed |= lots != row.sell;
         row.sell = lots;
@@ -618,6 +636,16 @@ fn deficit(r: &Row, v_after: f64) -> f64 {
     r.target * v_after - (r.value + r.buy as f64 * r.lot_value)
 }
 
+/// Whether topping up `r` by its next increment helps: it is below target by
+/// more than float noise on a lot, and a new leg (which must carry the
+/// market minimum) does not overshoot by more than it corrects.
+fn worth_a_lot(r: &Row, deficit: f64) -> bool {
+    let opens_leg = r.buy == 0;
+    let increment = if opens_leg { r.min_lots } else { 1 };
+    let needed = if opens_leg { (increment as f64 - LOT_TOLERANCE) * r.lot_value } else { LOT_TOLERANCE * r.lot_value };
+    r.buy + increment <= r.max_lots && deficit > needed
+}
+
 /// Spends `cash` on the assets furthest below their target: water-fills to a
 /// common deficit level over the assets that can afford their next
 /// increment (repeated as assets drop out), then lot by lot.
@@ -626,12 +654,7 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
     // Lots the next purchase must carry: the market minimum for a new leg, else one.
     let increment = |r: &Row| if r.buy == 0 { r.min_lots } else { 1 };
     let candidate = |r: &Row, cash: f64| {
-        r.tradable
-            && r.sell == 0
-            // below its destination by more than float noise on one lot
-            && deficit(r) > LOT_TOLERANCE * r.lot_value
-            && r.buy + increment(r) <= r.max_lots
-            && increment(r) as f64 * r.lot_cost() <= cash
+        r.tradable && r.sell == 0 && worth_a_lot(r, deficit(r)) && increment(r) as f64 * r.lot_cost() <= cash
     };
 
     for _ in 0..=rows.len() {
@@ -718,8 +741,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, markets: &[Market], rows: &mut [Row], v_
                 let increment = if r.buy == 0 { r.min_lots } else { 1 };
                 r.tradable
                     && r.sell == 0
-                    && deficit(r) > LOT_TOLERANCE * r.lot_value
-                    && r.buy + increment <= r.max_lots
+                    && worth_a_lot(r, deficit(r))
                     && exact_cost(r, p.assets[i], increment).is_some_and(|c| c <= cash)
             })
             .max_by(|&a, &b| cmp_f64(deficit(&rows[a]), deficit(&rows[b])));
