@@ -1,10 +1,16 @@
 # Stub of the Rust extension rebal._rebal (checked by mypy.stubtest in the tests).
 from decimal import Decimal
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from typing_extensions import disjoint_base
 
 __version__: str
+
+_SkipReason = Literal["min_amount", "min_notional", "max_amount", "market_inactive", "insufficient_cash", "below_step"]
 AMOUNT_DECIMALS: int
 
+@disjoint_base
 class Market:
     def __new__(
         cls,
@@ -51,7 +57,7 @@ class Market:
     def min_lots(self, price: float) -> int: ...
 
 def plan_portfolio(
-    markets: list[Market],
+    markets: Sequence[Market],
     prices: list[float],
     amounts: list[Any],
     targets: list[float],
@@ -65,7 +71,7 @@ def plan_portfolio(
     fee_rate: float | None = None,
 ) -> tuple[
     tuple[float, float, float, bool, float, float, float],
-    list[tuple[int, str, Decimal, float, float, float]],
-    list[tuple[int, str, Decimal, str]],
+    list[tuple[int, Literal["buy", "sell"], Decimal, float, float, float]],
+    list[tuple[int, Literal["buy", "sell"], Decimal, _SkipReason]],
 ]: ...
 def client_order_id(portfolio: int, epoch: int, leg: int) -> str: ...

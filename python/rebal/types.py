@@ -37,7 +37,10 @@ class SkippedLeg(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     side: Side
     amount: Decimal
     """The wanted amount in whole lots."""
-    reason: Literal["min_amount", "min_notional", "max_amount", "market_inactive", "insufficient_cash"]
+    reason: Literal["min_amount", "min_notional", "max_amount", "market_inactive", "insufficient_cash", "below_step"]
+    """min_amount / min_notional / max_amount / market_inactive: the market's
+    rules; insufficient_cash: no money for it; below_step: less than a lot, or
+    a lot so coarse it would overshoot the band."""
 
 
 class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

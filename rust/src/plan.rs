@@ -472,7 +472,11 @@ fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], para
             Some(Refusal::BelowStep) => Some(SkipReason::BelowStep), // nothing held to sell
             None => None,
         };
-        if reason.is_some() || (band_mode && outside) {
+        // To target, a refused buy only leaves its cash unspent (the top-up
+        // decides where cash goes); a refused sell withholds money others
+        // counted on, so the others are re-planned without it.
+        let counts = side == Side::Sell || band_mode;
+        if (reason.is_some() && counts) || (band_mode && outside) {
             row.frozen = true;
             // A band asset left outside its box by a lot too coarse to fit is drift too.
             row.refused = Some((wanted, side, reason.unwrap_or(SkipReason::BelowStep)));
@@ -488,12 +492,16 @@ fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], para
 /// Target: the targets. Bands: the minimal move into the box
 /// [t − k·b, t + k·b], then the sum brought back to 1 by moving only toward
 /// the targets, in proportion to each weight's remaining distance to its
-/// target. Frozen assets keep their weight; the rest absorb the difference.
+/// target. Frozen assets keep their weight; in band modes the rest absorb
+/// the difference.
 fn destination_weights(rows: &mut [Row], p: &PortfolioRef<'_>, params: &PlanParams, value: f64, cash: f64) -> f64 {
     let k = params.destination.band_fraction();
-    if k == 0.0 && !rows.iter().any(|r| r.frozen) {
+    if k == 0.0 {
+        // To target, a frozen asset keeps its weight and its proceeds never
+        // come: the others keep their targets and buys get the cash there is.
         for row in rows.iter_mut() {
-            (row.dest, row.low, row.high) = (row.target, row.target, row.target);
+            let dest = if row.frozen { row.value / value } else { row.target };
+            (row.dest, row.low, row.high) = (dest, dest, dest);
         }
         return p.cash_target;
     }
