@@ -505,9 +505,10 @@ fn destination_weights(rows: &mut [Row], p: &PortfolioRef<'_>, params: &PlanPara
         }
         return p.cash_target;
     }
-    // Strictly inside the band: a weight exactly on its edge would fire again.
+    // Strictly inside the band, by 0.01 % of its width: a weight on its edge
+    // (or pushed back over it by the plan's own fee rounding) would fire again.
     let half = |t: f64| match params.band {
-        Some(band) if k > 0.0 => (k * band.half_width(t) - 4.0 * BAND_TOLERANCE).max(0.0),
+        Some(band) if k > 0.0 => (k * band.half_width(t) * (1.0 - 1e-4) - 4.0 * BAND_TOLERANCE).max(0.0),
         _ => 0.0,
     };
     for row in rows.iter_mut() {
