@@ -620,7 +620,9 @@ fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_afte
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
         let below_box = |n: i128| row.value - n as f64 * row.lot_value < row.low * v_after;
         let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
-        let lots = if row.sell_blocked { 0 } else { wanted.min(row.held_lots).min(row.max_lots) };
+        // A frozen asset does not trade at all (its weight measured on V′ < V
+        // would otherwise "sell the fee drag").
+        let lots = if row.sell_blocked || row.frozen { 0 } else { wanted.min(row.held_lots).min(row.max_lots) };
         let lots = if lots > 0 && markets[asset as usize].refusal(lots, row.price).is_none() { lots } else { 0 };
         changed |= lots != row.sell;
         row.sell = lots;
@@ -631,8 +633,11 @@ fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_afte
 fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_after: f64, mode: Rounding) {
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
         let above_box = |n: i128| row.value + n as f64 * row.lot_value > row.high * v_after;
-        row.wanted_buy =
-            if row.sell > 0 { 0 } else { lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box) };
+        row.wanted_buy = if row.sell > 0 || row.frozen {
+            0
+        } else {
+            lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box)
+        };
         let lots = row.wanted_buy.min(row.max_lots);
         row.buy = if lots > 0 && markets[asset as usize].refusal(lots, row.price).is_none() { lots } else { 0 };
     }
@@ -649,6 +654,9 @@ fn deficit(r: &Row, v_after: f64) -> f64 {
 /// more than float noise on a lot, and a new leg (which must carry the
 /// market minimum) does not overshoot by more than it corrects.
 fn worth_a_lot(r: &Row, deficit: f64) -> bool {
+    if r.frozen {
+        return false;
+    }
     let opens_leg = r.buy == 0;
     let increment = if opens_leg { r.min_lots } else { 1 };
     let needed = if opens_leg { (increment as f64 - LOT_TOLERANCE) * r.lot_value } else { LOT_TOLERANCE * r.lot_value };
