@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -84,6 +85,14 @@ def test_a_market_without_a_step_is_refused() -> None:
         Market.from_ccxt({"symbol": "X/USDT", "base": "X", "quote": "USDT", "precision": {"amount": None}})
 
 
-def test_relative_threshold_and_inner_band_are_accepted() -> None:
+def test_relative_threshold_and_inner_band() -> None:
+    """BTC is 500 of 760 (65.8 %) against 50 %: relative 15 % is a 7.5-point
+    band, so it fires; inner_band(0.5) takes BTC back to about 53.75 %."""
     p = plan(threshold=0.15, threshold_kind="relative", destination="inner_band(0.5)")
-    assert p.triggered is False or p.orders is not None
+    assert p.triggered
+    btc = Decimal("0.01") - sum(o.amount for o in p.orders if o.asset == "BTC" and o.side == "sell")
+    weight = float(btc) * 50_000 / p.value_after
+    lot = 0.00001 * 50_000 / p.value_after
+    assert 0.5375 - lot < weight <= 0.5375, weight  # just inside the inner edge, by less than a lot
+    # the same deviation against a relative 40 % band (20 points) does not fire
+    assert not plan(threshold=0.4, threshold_kind="relative").triggered

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any, Literal, Union
 
 from rebal import _rebal
@@ -15,7 +14,6 @@ from rebal.types import Order, Plan, SkippedLeg
 
 __all__ = ["plan", "parse_destination"]
 
-Number = Union[Decimal, float, int, str]
 Pairs = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]
 
 _INNER_BAND = re.compile(r"^inner_band\(\s*([0-9.eE+-]+)\s*\)$")
