@@ -52,9 +52,6 @@ impl Amount {
     pub const fn atoms(self) -> i128 {
         self.0
     }
-    pub fn from_units(units: i64) -> Self {
-        Amount(units as i128 * UNIT)
-    }
 
     /// Parses a decimal string (`"0.3"`, `"-12"`, `"1e-05"`, `"1.5E+3"`) exactly.
     pub fn parse(s: &str) -> std::result::Result<Amount, ParseAmountError> {

@@ -162,18 +162,6 @@ pub enum Refusal {
     MarketInactive,
 }
 
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::BelowStep => "below_step",
-            Refusal::MinAmount => "min_amount",
-            Refusal::MinNotional => "min_notional",
-            Refusal::MaxAmount => "max_amount",
-            Refusal::MarketInactive => "market_inactive",
-        }
-    }
-}
-
 fn notional_at_most(amount: Amount, price: f64, max: Amount) -> bool {
     cmp_notional(amount, price, max) != Ordering::Greater
 }

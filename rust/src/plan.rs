@@ -215,6 +215,19 @@ impl Row {
     fn lot_cost(&self) -> f64 {
         self.lot_value * (1.0 + self.fee)
     }
+    /// Lots the next purchase must carry: the market minimum for a new leg, else one.
+    fn increment(&self) -> i128 {
+        if self.buy == 0 {
+            self.min_lots
+        } else {
+            1
+        }
+    }
+}
+
+/// Cash the planned buys cost, fees included.
+fn buy_cost(rows: &[Row]) -> f64 {
+    rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum()
 }
 
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -328,13 +341,12 @@ pub fn plan_into(
 
     // 5. Exact decimals where floats are in doubt: never below zero cash,
     //    and no affordable lot left unbought.
-    let bought = |rows: &[Row]| rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum::<f64>();
-    let mut cash_after = cash + proceeds - bought(rows);
+    let mut cash_after = cash + proceeds - buy_cost(rows);
     let doubt = FLOAT_DOUBT * value;
     let in_doubt = cash_after < doubt
         || rows.iter().any(|r| r.tradable && r.sell == 0 && r.min_lots.max(1) as f64 * r.lot_cost() <= cash_after + doubt);
     if in_doubt && settle_exactly(p, markets, rows, v_seen) {
-        cash_after = cash + proceeds - bought(rows);
+        cash_after = cash + proceeds - buy_cost(rows);
     }
 
     record_skips(rows, p, markets, v_after, mode, skips);
@@ -390,7 +402,7 @@ impl Sizing<'_, '_> {
         // 4. Buys within the budget, then the leftover topped up.
         let mut budget = cash - cash_dest * v_after + proceeds;
         size_buys(rows, p, markets, v_after, mode);
-        let cost: f64 = rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum();
+        let cost = buy_cost(rows);
         if cost > budget && mode == Rounding::Inward {
             budget += fund_shortfall(rows, params, v_after, cost - budget);
         }
@@ -404,20 +416,19 @@ impl Sizing<'_, '_> {
         // Top up, and give back sells whose cash no buy can use, against the
         // value a re-plan will see once these orders fill: V − the fees actually
         // planned − the bound on fees for the cash left. Repeat until it settles.
-        let bought = |rows: &[Row]| rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum::<f64>();
         let mut v_seen = v_after;
         let mut proceeds = estimate(rows, v_after).0;
         for _ in 0..12 {
             let budget = cash - cash_dest * v_seen + proceeds;
-            let spendable = (budget - bought(rows)).max(0.0);
+            let spendable = (budget - buy_cost(rows)).max(0.0);
             top_up(rows, order, v_seen, spendable);
             // No float margin needed: the exact settle below takes lots back if
             // cash would go negative.
-            let unused = budget - bought(rows);
+            let unused = budget - buy_cost(rows);
             trim_sells(rows, p, markets, params, v_seen, unused);
             proceeds = estimate(rows, v_after).0;
             let fees: f64 = rows.iter().map(|r| (r.sell + r.buy) as f64 * r.lot_value * r.fee).sum();
-            let left = cash + proceeds - bought(rows) - cash_dest * v_seen;
+            let left = cash + proceeds - buy_cost(rows) - cash_dest * v_seen;
             let next = value - fees - buy_fee_share * left.max(0.0);
             // Converges at the rate of the fee; stop at float precision, as a
             // looser stop would leave assets with tiny lots a few lots off.
@@ -430,9 +441,10 @@ impl Sizing<'_, '_> {
     }
 }
 
-/// Freezes every asset that got no order although it wanted one the market
-/// refuses, or (band modes) sits outside its box with no order that fits;
-/// returns whether any new asset was frozen.
+/// Blocks sells whose cash no buy could use, then freezes every asset that
+/// got no order although it wanted one the market refuses, or (band modes)
+/// sits outside its box with no order that fits; returns whether another
+/// sizing pass is needed.
 fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params: &PlanParams, value: f64, v_after: f64) -> bool {
     // A sell that funds nothing is blocked; the freezes decided while its
     // phantom fees lowered V′ are redone.
@@ -657,9 +669,8 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
     if r.frozen {
         return false;
     }
-    let opens_leg = r.buy == 0;
-    let increment = if opens_leg { r.min_lots } else { 1 };
-    let needed = if opens_leg { (increment as f64 - LOT_TOLERANCE) * r.lot_value } else { LOT_TOLERANCE * r.lot_value };
+    let increment = r.increment();
+    let needed = if r.buy == 0 { (increment as f64 - LOT_TOLERANCE) * r.lot_value } else { LOT_TOLERANCE * r.lot_value };
     r.buy + increment <= r.max_lots && deficit > needed
 }
 
@@ -668,10 +679,8 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
 /// increment (repeated as assets drop out), then lot by lot.
 fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64) {
     let deficit = |r: &Row| deficit(r, v_after);
-    // Lots the next purchase must carry: the market minimum for a new leg, else one.
-    let increment = |r: &Row| if r.buy == 0 { r.min_lots } else { 1 };
     let candidate = |r: &Row, cash: f64| {
-        r.tradable && r.sell == 0 && worth_a_lot(r, deficit(r)) && increment(r) as f64 * r.lot_cost() <= cash
+        r.tradable && r.sell == 0 && worth_a_lot(r, deficit(r)) && r.increment() as f64 * r.lot_cost() <= cash
     };
 
     for _ in 0..=rows.len() {
@@ -694,7 +703,7 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
         for &i in order.iter() {
             let r = &mut rows[i];
             let add = to_lots((deficit(r) - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy);
-            if add >= increment(r) && add as f64 * r.lot_cost() <= cash {
+            if add >= r.increment() && add as f64 * r.lot_cost() <= cash {
                 r.buy += add;
                 cash -= add as f64 * r.lot_cost();
                 added = true;
@@ -722,7 +731,7 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
         let r = &mut rows[best];
         let to_next = to_lots((deficit(r) - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
         let affordable = (cash / r.lot_cost()).floor() as i128;
-        let add = to_next.max(increment(r)).min(affordable).min(r.max_lots - r.buy);
+        let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
         cash -= add as f64 * r.lot_cost();
     }
@@ -755,7 +764,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, markets: &[Market], rows: &mut [Row], v_
         let best = (0..rows.len())
             .filter(|&i| {
                 let r = &rows[i];
-                let increment = if r.buy == 0 { r.min_lots } else { 1 };
+                let increment = r.increment();
                 r.tradable
                     && r.sell == 0
                     && worth_a_lot(r, deficit(r))
@@ -764,7 +773,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, markets: &[Market], rows: &mut [Row], v_
             .max_by(|&a, &b| cmp_f64(deficit(&rows[a]), deficit(&rows[b])));
         let Some(i) = best else { break };
         let r = &mut rows[i];
-        let increment = if r.buy == 0 { r.min_lots } else { 1 };
+        let increment = r.increment();
         let Some(lot) = exact_cost(r, p.assets[i], 1) else { return false };
         let affordable = i128::try_from((cash / lot).floor()).unwrap_or(increment);
         let wanted = to_lots(deficit(r) / r.lot_value, Rounding::Inward);
