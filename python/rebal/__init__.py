@@ -7,6 +7,8 @@
 """
 
 from rebal._rebal import AMOUNT_DECIMALS, __version__, client_order_id
+from rebal.batch import OrderBatch, Status
+from rebal.book import Book
 from rebal.exceptions import AmountError, ConfigError, InvalidInput, MarketError, PriceError, RebalError
 from rebal.market import DECIMAL_PLACES, TICK_SIZE, Market
 from rebal.planner import plan
@@ -17,15 +19,18 @@ __all__ = [
     "DECIMAL_PLACES",
     "TICK_SIZE",
     "AmountError",
+    "Book",
     "ConfigError",
     "InvalidInput",
     "Market",
     "MarketError",
     "Order",
+    "OrderBatch",
     "Plan",
     "PriceError",
     "RebalError",
     "SkippedLeg",
+    "Status",
     "__version__",
     "client_order_id",
     "plan",

@@ -3,6 +3,8 @@
 //! Pure: no I/O, no clock, no Python. Time and prices come in as arguments.
 //! The Python bindings live in [`python`] behind the `python` feature.
 
+pub mod batch;
+pub mod book;
 pub mod error;
 pub mod lots;
 pub mod market;
@@ -15,7 +17,7 @@ mod python;
 
 pub use error::{CoreError, ErrorKind, Result};
 pub use lots::Amount;
-pub use market::{Market, Refusal};
+pub use market::{Market, Quote, Refusal};
 pub use plan::{client_order_id, plan, plan_into, Destination, Leg, Outcome, PlanParams, Scratch, Side, Skip, SkipReason};
 pub use portfolio::PortfolioRef;
 pub use trigger::{Band, BandKind};

@@ -138,7 +138,10 @@ impl Amount {
 
     /// Nearest float, for valuation only (never for an order amount).
     pub fn to_f64(self) -> f64 {
-        self.0 as f64 / UNIT as f64
+        // Two hardware conversions instead of the slow software i128 → f64;
+        // at most one unit in the last place from the exactly rounded value.
+        let high = (self.0 >> 64) as i64 as f64 * 18_446_744_073_709_551_616.0;
+        (high + self.0 as u64 as f64) / UNIT as f64
     }
 
     pub fn is_negative(self) -> bool {
@@ -157,7 +160,22 @@ impl Amount {
     /// Whole lots of `step` in this amount, truncated toward zero.
     pub fn lots(self, step: Amount) -> i128 {
         debug_assert!(step.0 > 0);
-        self.0 / step.0
+        match (u64::try_from(self.0), u64::try_from(step.0)) {
+            (Ok(amount), Ok(step)) => (amount / step) as i128,
+            _ if self.0 > 0 && step.0 > 0 && self.to_f64() / step.to_f64() < 9.0e15 => {
+                // A float estimate (off by at most one here), corrected
+                // exactly: no software 128-bit division on the hot path.
+                let mut n = (self.to_f64() / step.to_f64()) as i128;
+                while n > 0 && n.checked_mul(step.0).is_none_or(|v| v > self.0) {
+                    n -= 1;
+                }
+                while (n + 1).checked_mul(step.0).is_some_and(|v| v <= self.0) {
+                    n += 1;
+                }
+                n
+            }
+            _ => self.0 / step.0,
+        }
     }
     /// `n` lots of `step`, or `None` on overflow.
     pub fn of_lots(n: i128, step: Amount) -> Option<Amount> {

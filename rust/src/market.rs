@@ -152,6 +152,73 @@ impl Market {
     }
 }
 
+/// A market's rules at one price, worked out once per tick and shared by
+/// every portfolio planned at that price, so the planner asks only integers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quote {
+    pub price: f64,
+    pub step: Amount,
+    /// Value of one lot at `price`.
+    pub lot_value: f64,
+    pub taker_fee: f64,
+    /// Takes orders: the market is active and the price is usable.
+    pub active: bool,
+    /// Fewest lots the minimum amount allows (≥ 1).
+    pub min_lots_by_amount: i64,
+    /// Fewest lots an order may carry: minimum amount and minimum notional.
+    pub min_lots: i64,
+    /// Most lots one order may carry.
+    pub max_lots: i64,
+}
+
+impl Quote {
+    /// The rules of `market` at `price`. A price that is not finite and > 0
+    /// gives a quote that refuses every order (callers validate prices first).
+    pub fn new(market: &Market, price: f64) -> Quote {
+        let usable = price.is_finite() && price > 0.0;
+        let clamp = |n: i128| n.clamp(0, i64::MAX as i128) as i64;
+        let by_amount = clamp(ceil_div(market.min_amount.atoms(), market.step.atoms()).max(1));
+        Quote {
+            price,
+            step: market.step,
+            lot_value: market.step.to_f64() * price,
+            taker_fee: market.taker_fee,
+            active: market.active && usable,
+            min_lots_by_amount: by_amount,
+            min_lots: if usable { clamp(market.min_lots(price)) } else { i64::MAX },
+            max_lots: if usable { clamp(market.max_lots(price)) } else { 0 },
+        }
+    }
+
+    /// Why an order of `lots` would be refused, or `None` if it passes;
+    /// the same answer as [`Market::refusal`] at this price.
+    pub fn refusal(&self, lots: i64) -> Option<Refusal> {
+        if !self.active {
+            Some(Refusal::MarketInactive)
+        } else if lots <= 0 {
+            Some(Refusal::BelowStep)
+        } else if lots < self.min_lots_by_amount {
+            Some(Refusal::MinAmount)
+        } else if lots < self.min_lots {
+            Some(Refusal::MinNotional)
+        } else if lots > self.max_lots {
+            Some(Refusal::MaxAmount)
+        } else {
+            None
+        }
+    }
+
+    /// Whole lots in `amount` (truncated toward zero; never negative).
+    pub fn lots_in(&self, amount: Amount) -> i64 {
+        amount.lots(self.step).clamp(0, i64::MAX as i128) as i64
+    }
+
+    /// `n` lots as an exact amount.
+    pub fn lots_amount(&self, n: i64) -> Amount {
+        Amount::of_lots(n as i128, self.step).unwrap_or(Amount::MAX)
+    }
+}
+
 /// Why the market would not take an order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Refusal {

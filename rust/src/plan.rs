@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{CoreError, Result};
 use crate::lots::{price_decimal, Amount, FLOAT_DOUBT};
-use crate::market::{Market, Refusal};
+use crate::market::{Market, Quote, Refusal};
 use crate::portfolio::PortfolioRef;
 use crate::trigger::{Band, BAND_TOLERANCE};
 
@@ -105,7 +105,9 @@ pub struct Leg {
     pub position: u32,
     pub asset: u32,
     pub side: Side,
-    /// Exact multiple of the market step.
+    /// Whole lots of the market step.
+    pub lots: i64,
+    /// `lots` × step, exact.
     pub amount: Amount,
     /// The price the plan assumed.
     pub price: f64,
@@ -115,6 +117,7 @@ pub struct Leg {
 
 /// Why a wanted leg was not sent.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum SkipReason {
     MinAmount,
     MinNotional,
@@ -128,6 +131,16 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, in the order of their column codes (`reason as u8`).
+    pub const ALL: [SkipReason; 6] = [
+        SkipReason::MinAmount,
+        SkipReason::MinNotional,
+        SkipReason::MaxAmount,
+        SkipReason::MarketInactive,
+        SkipReason::InsufficientCash,
+        SkipReason::BelowStep,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::MinAmount => "min_amount",
@@ -193,21 +206,21 @@ struct Row {
     /// The destination box in weight: [target, target] or the (inner) band.
     low: f64,
     high: f64,
-    held_lots: i128,
-    max_lots: i128,
-    min_lots: i128,
+    held_lots: i64,
+    max_lots: i64,
+    min_lots: i64,
     tradable: bool,
     /// Cannot move this pass: held at its weight, the others planned around it.
     frozen: bool,
     /// The leg it wanted when frozen and why it was refused (lots, side, reason).
-    refused: Option<(i128, Side, SkipReason)>,
+    refused: Option<(i64, Side, SkipReason)>,
     /// Its whole sell was given back this pass: no buy could use the cash.
     sell_unused: bool,
     /// Not sold in later passes (its destination stays, so others are unaffected).
     sell_blocked: bool,
-    sell: i128,
-    buy: i128,
-    wanted_buy: i128,
+    sell: i64,
+    buy: i64,
+    wanted_buy: i64,
 }
 
 impl Row {
@@ -216,7 +229,7 @@ impl Row {
         self.lot_value * (1.0 + self.fee)
     }
     /// Lots the next purchase must carry: the market minimum for a new leg, else one.
-    fn increment(&self) -> i128 {
+    fn increment(&self) -> i64 {
         if self.buy == 0 {
             self.min_lots
         } else {
@@ -244,7 +257,7 @@ const LOT_TOLERANCE: f64 = 1e-9;
 const MAX_LOT_TOLERANCE: f64 = 1e-3;
 const MAX_FIXED_POINT_ROUNDS: usize = 64;
 
-fn to_lots(x: f64, mode: Rounding) -> i128 {
+fn to_lots(x: f64, mode: Rounding) -> i64 {
     if !(x > 0.0) {
         return 0;
     }
@@ -253,7 +266,7 @@ fn to_lots(x: f64, mode: Rounding) -> i128 {
         Rounding::Truncate => (x + tol).floor(),
         Rounding::Inward => (x - tol).ceil(),
     };
-    lots.max(0.0) as i128 // `as` saturates
+    lots.max(0.0) as i64 // `as` saturates
 }
 
 /// Plans one portfolio, appending its orders to `legs` (sells first, then
@@ -261,8 +274,7 @@ fn to_lots(x: f64, mode: Rounding) -> i128 {
 /// [`PortfolioRef::validate`] and [`PlanParams::validate`].
 pub fn plan_into(
     p: &PortfolioRef<'_>,
-    prices: &[f64],
-    markets: &[Market],
+    quotes: &[Quote],
     params: &PlanParams,
     scratch: &mut Scratch,
     legs: &mut Vec<Leg>,
@@ -273,16 +285,17 @@ pub fn plan_into(
     let cash = p.cash.to_f64();
     let mut value = cash;
     for (i, &asset) in p.assets.iter().enumerate() {
-        let market = &markets[asset as usize];
-        let price = prices[asset as usize];
+        let quote = &quotes[asset as usize];
         let row = Row {
-            price,
-            lot_value: market.step.to_f64() * price,
-            fee: params.fee_rate.unwrap_or(market.taker_fee),
-            value: p.amounts[i].to_f64() * price,
+            price: quote.price,
+            lot_value: quote.lot_value,
+            fee: params.fee_rate.unwrap_or(quote.taker_fee),
+            value: p.amounts[i].to_f64() * quote.price,
             target: p.targets[i],
-            held_lots: market.lots_in(p.amounts[i]),
-            tradable: market.active,
+            held_lots: quote.lots_in(p.amounts[i]),
+            max_lots: quote.max_lots,
+            min_lots: quote.min_lots,
+            tradable: quote.active,
             ..Row::default()
         };
         value += row.value;
@@ -320,16 +333,11 @@ pub fn plan_into(
     // refuses, a lot wider than its band) is frozen at its weight and the
     // others are planned around it, so no plan counts on money that cannot come.
     let mode = if params.destination == Destination::Target { Rounding::Truncate } else { Rounding::Inward };
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
-        let market = &markets[asset as usize];
-        row.max_lots = market.max_lots(row.price);
-        row.min_lots = market.min_lots(row.price);
-    }
     let max_buy_fee = rows.iter().filter(|r| r.tradable).map(|r| r.fee).fold(0.0, f64::max);
-    let sizing = Sizing { p, markets, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
+    let sizing = Sizing { p, quotes, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
     let mut sized = sizing.size_orders(rows, order);
     for _ in 0..2 * rows.len() {
-        if !freeze_stuck(rows, p, markets, params, value, sized.v_after) {
+        if !freeze_stuck(rows, p, quotes, params, value, sized.v_after) {
             break;
         }
         for row in rows.iter_mut() {
@@ -345,12 +353,12 @@ pub fn plan_into(
     let doubt = FLOAT_DOUBT * value;
     let in_doubt = cash_after < doubt
         || rows.iter().any(|r| r.tradable && r.sell == 0 && r.min_lots.max(1) as f64 * r.lot_cost() <= cash_after + doubt);
-    if in_doubt && settle_exactly(p, markets, rows, v_seen) {
+    if in_doubt && settle_exactly(p, quotes, rows, v_seen) {
         cash_after = cash + proceeds - buy_cost(rows);
     }
 
-    record_skips(rows, p, markets, v_after, mode, skips);
-    emit_legs(rows, p, markets, legs, &mut out);
+    record_skips(rows, p, quotes, v_after, mode, skips);
+    emit_legs(rows, p, quotes, legs, &mut out);
     out.value_after = v_after;
     out.cash_after = cash_after;
     out
@@ -359,7 +367,7 @@ pub fn plan_into(
 /// One sizing pass: destinations, sells, buys, top-up.
 struct Sizing<'a, 'p> {
     p: &'a PortfolioRef<'p>,
-    markets: &'a [Market],
+    quotes: &'a [Quote],
     params: &'a PlanParams,
     mode: Rounding,
     value: f64,
@@ -376,7 +384,7 @@ struct Sized {
 
 impl Sizing<'_, '_> {
     fn size_orders(&self, rows: &mut [Row], order: &mut Vec<usize>) -> Sized {
-        let Sizing { p, markets, params, mode, value, cash, buy_fee_share } = *self;
+        let Sizing { p, quotes, params, mode, value, cash, buy_fee_share } = *self;
         // 2. Destination weights.
         let cash_dest = destination_weights(rows, p, params, value, cash);
 
@@ -390,10 +398,10 @@ impl Sizing<'_, '_> {
             (proceeds, value - fees - buy_fee_share * spendable)
         };
         let mut v_after = value;
-        size_sells(rows, p, markets, v_after, mode);
+        size_sells(rows, p, quotes, v_after, mode);
         for _ in 0..MAX_FIXED_POINT_ROUNDS {
             v_after = estimate(rows, v_after).1;
-            if !size_sells(rows, p, markets, v_after, mode) {
+            if !size_sells(rows, p, quotes, v_after, mode) {
                 break;
             }
         }
@@ -401,7 +409,7 @@ impl Sizing<'_, '_> {
 
         // 4. Buys within the budget, then the leftover topped up.
         let mut budget = cash - cash_dest * v_after + proceeds;
-        size_buys(rows, p, markets, v_after, mode);
+        size_buys(rows, p, quotes, v_after, mode);
         let cost = buy_cost(rows);
         if cost > budget && mode == Rounding::Inward {
             budget += fund_shortfall(rows, params, v_after, cost - budget);
@@ -409,8 +417,8 @@ impl Sizing<'_, '_> {
         if cost > budget {
             let scale = (budget / cost).max(0.0);
             for (row, &asset) in rows.iter_mut().zip(p.assets) {
-                let scaled = (row.buy as f64 * scale).floor() as i128;
-                row.buy = if markets[asset as usize].refusal(scaled, row.price).is_none() { scaled } else { 0 };
+                let scaled = (row.buy as f64 * scale).floor() as i64;
+                row.buy = if quotes[asset as usize].refusal(scaled).is_none() { scaled } else { 0 };
             }
         }
         // Top up, and give back sells whose cash no buy can use, against the
@@ -425,7 +433,7 @@ impl Sizing<'_, '_> {
             // No float margin needed: the exact settle below takes lots back if
             // cash would go negative.
             let unused = budget - buy_cost(rows);
-            trim_sells(rows, p, markets, params, v_seen, unused);
+            trim_sells(rows, p, quotes, params, v_seen, unused);
             proceeds = estimate(rows, v_after).0;
             let fees: f64 = rows.iter().map(|r| (r.sell + r.buy) as f64 * r.lot_value * r.fee).sum();
             let left = cash + proceeds - buy_cost(rows) - cash_dest * v_seen;
@@ -445,7 +453,7 @@ impl Sizing<'_, '_> {
 /// got no order although it wanted one the market refuses, or (band modes)
 /// sits outside its box with no order that fits; returns whether another
 /// sizing pass is needed.
-fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params: &PlanParams, value: f64, v_after: f64) -> bool {
+fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, value: f64, v_after: f64) -> bool {
     // A sell that funds nothing is blocked; the freezes decided while its
     // phantom fees lowered V′ are redone.
     let mut blocked = false;
@@ -468,14 +476,14 @@ fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], para
         if row.frozen || row.sell > 0 || row.buy > 0 {
             continue;
         }
-        let market = &markets[asset as usize];
+        let quote = &quotes[asset as usize];
         let weight = row.value / value;
         let outside = weight < row.low - BAND_TOLERANCE || weight > row.high + BAND_TOLERANCE;
         let excess = (row.value - row.dest * v_after) / row.lot_value;
         let wanted = to_lots(excess.abs(), Rounding::Truncate);
         let capped = if excess > 0.0 { wanted.min(row.held_lots) } else { wanted }.min(row.max_lots);
         let side = if excess > 0.0 { Side::Sell } else { Side::Buy };
-        let reason = match market.refusal(capped, row.price) {
+        let reason = match quote.refusal(capped) {
             _ if wanted == 0 => None,
             Some(Refusal::MinAmount) => Some(SkipReason::MinAmount),
             Some(Refusal::MinNotional) => Some(SkipReason::MinNotional),
@@ -576,7 +584,7 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
     let (mut raised, mut shortfall) = (0.0, shortfall);
     for i in order {
         let r = &mut rows[i];
-        let extra = ((shortfall / net(r)).ceil() as i128).min(spare(r));
+        let extra = ((shortfall / net(r)).ceil() as i64).min(spare(r));
         r.sell += extra;
         raised += extra as f64 * net(r);
         shortfall -= extra as f64 * net(r);
@@ -590,7 +598,7 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
 /// Sells only what the buys use: cash no buy could take is given back by
 /// selling fewer lots (band assets stay inside their box), so the plan is
 /// the minimal order set and re-planning finds nothing left to do.
-fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params: &PlanParams, v_after: f64, mut leftover: f64) {
+fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, v_after: f64, mut leftover: f64) {
     let k = params.destination.band_fraction();
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
         if row.sell == 0 || leftover <= 0.0 {
@@ -598,14 +606,14 @@ fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params
         }
         let net = row.lot_value * (1.0 - row.fee);
         let whole = leftover >= row.sell as f64 * net * (1.0 - 1e-12);
-        let mut trim = if whole { row.sell } else { ((leftover / net).floor() as i128).min(row.sell) };
+        let mut trim = if whole { row.sell } else { ((leftover / net).floor() as i64).min(row.sell) };
         if let (Some(band), true) = (params.band, k > 0.0) {
             let ceiling = (row.target + k * band.half_width(row.target)) * v_after;
             let kept = row.value - (row.sell as f64) * row.lot_value;
             trim = trim.min(to_lots((ceiling - kept) / row.lot_value, Rounding::Truncate).max(0));
         }
         let rest = row.sell - trim;
-        if rest > 0 && markets[asset as usize].refusal(rest, row.price).is_some() {
+        if rest > 0 && quotes[asset as usize].refusal(rest).is_some() {
             continue; // trimming would leave a leg the market refuses
         }
         row.sell = rest;
@@ -617,7 +625,7 @@ fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], params
 /// Lots to move `x` lots' worth toward the destination. Rounding inward (to
 /// land inside a band) never takes the asset across to the box's far side:
 /// if the whole lot would, the truncated count is the better miss.
-fn lots_toward(x: f64, mode: Rounding, overshoot: impl Fn(i128) -> bool) -> i128 {
+fn lots_toward(x: f64, mode: Rounding, overshoot: impl Fn(i64) -> bool) -> i64 {
     let lots = to_lots(x, mode);
     if mode == Rounding::Inward && lots > 0 && overshoot(lots) {
         to_lots(x, Rounding::Truncate)
@@ -627,31 +635,31 @@ fn lots_toward(x: f64, mode: Rounding, overshoot: impl Fn(i128) -> bool) -> i128
 }
 
 /// Sizes every sell at post-fee value `v_after`; returns whether any changed.
-fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_after: f64, mode: Rounding) -> bool {
+fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: f64, mode: Rounding) -> bool {
     let mut changed = false;
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
-        let below_box = |n: i128| row.value - n as f64 * row.lot_value < row.low * v_after;
+        let below_box = |n: i64| row.value - n as f64 * row.lot_value < row.low * v_after;
         let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
         // A frozen asset does not trade at all (its weight measured on V′ < V
         // would otherwise "sell the fee drag").
         let lots = if row.sell_blocked || row.frozen { 0 } else { wanted.min(row.held_lots).min(row.max_lots) };
-        let lots = if lots > 0 && markets[asset as usize].refusal(lots, row.price).is_none() { lots } else { 0 };
+        let lots = if lots > 0 && quotes[asset as usize].refusal(lots).is_none() { lots } else { 0 };
         changed |= lots != row.sell;
         row.sell = lots;
     }
     changed
 }
 
-fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, markets: &[Market], v_after: f64, mode: Rounding) {
+fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: f64, mode: Rounding) {
     for (row, &asset) in rows.iter_mut().zip(p.assets) {
-        let above_box = |n: i128| row.value + n as f64 * row.lot_value > row.high * v_after;
+        let above_box = |n: i64| row.value + n as f64 * row.lot_value > row.high * v_after;
         row.wanted_buy = if row.sell > 0 || row.frozen {
             0
         } else {
             lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box)
         };
         let lots = row.wanted_buy.min(row.max_lots);
-        row.buy = if lots > 0 && markets[asset as usize].refusal(lots, row.price).is_none() { lots } else { 0 };
+        row.buy = if lots > 0 && quotes[asset as usize].refusal(lots).is_none() { lots } else { 0 };
     }
 }
 
@@ -730,7 +738,7 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
         }
         let r = &mut rows[best];
         let to_next = to_lots((deficit(r) - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
-        let affordable = (cash / r.lot_cost()).floor() as i128;
+        let affordable = (cash / r.lot_cost()).floor() as i64;
         let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
         cash -= add as f64 * r.lot_cost();
@@ -740,10 +748,10 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
 /// Redoes the end of the budget in exact decimals: takes lots back while
 /// cash would go negative, then tops up while a whole increment is
 /// affordable. Returns whether it could (amounts within 96 bits).
-fn settle_exactly(p: &PortfolioRef<'_>, markets: &[Market], rows: &mut [Row], v_after: f64) -> bool {
-    let Some(mut cash) = exact_cash_after(p, markets, rows) else { return false };
-    let exact_cost = |row: &Row, asset: u32, lots: i128| -> Option<Decimal> {
-        let amount = markets[asset as usize].lots_amount(lots).to_decimal()?;
+fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_after: f64) -> bool {
+    let Some(mut cash) = exact_cash_after(p, quotes, rows) else { return false };
+    let exact_cost = |row: &Row, asset: u32, lots: i64| -> Option<Decimal> {
+        let amount = quotes[asset as usize].lots_amount(lots).to_decimal()?;
         amount.checked_mul(price_decimal(row.price)?)?.checked_mul(Decimal::ONE + price_decimal(row.fee)?)
     };
     while cash < Decimal::ZERO {
@@ -754,7 +762,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, markets: &[Market], rows: &mut [Row], v_
             return true;
         };
         let row = &mut rows[largest];
-        let keep = if markets[p.assets[largest] as usize].refusal(row.buy - 1, row.price).is_none() { row.buy - 1 } else { 0 };
+        let keep = if quotes[p.assets[largest] as usize].refusal(row.buy - 1).is_none() { row.buy - 1 } else { 0 };
         let Some(refund) = exact_cost(row, p.assets[largest], row.buy - keep) else { return false };
         row.buy = keep;
         cash += refund;
@@ -775,7 +783,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, markets: &[Market], rows: &mut [Row], v_
         let r = &mut rows[i];
         let increment = r.increment();
         let Some(lot) = exact_cost(r, p.assets[i], 1) else { return false };
-        let affordable = i128::try_from((cash / lot).floor()).unwrap_or(increment);
+        let affordable = i64::try_from((cash / lot).floor()).unwrap_or(increment);
         let wanted = to_lots(deficit(r) / r.lot_value, Rounding::Inward);
         let add = wanted.min(affordable).max(increment).min(r.max_lots - r.buy);
         let Some(cost) = exact_cost(r, p.assets[i], add) else { return false };
@@ -789,10 +797,10 @@ fn settle_exactly(p: &PortfolioRef<'_>, markets: &[Market], rows: &mut [Row], v_
 }
 
 /// Cash after the plan fills at the assumed prices, in exact decimals.
-fn exact_cash_after(p: &PortfolioRef<'_>, markets: &[Market], rows: &[Row]) -> Option<Decimal> {
+fn exact_cash_after(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &[Row]) -> Option<Decimal> {
     let mut cash = p.cash.to_decimal()?;
     for (row, &asset) in rows.iter().zip(p.assets) {
-        let market = &markets[asset as usize];
+        let quote = &quotes[asset as usize];
         let fee = price_decimal(row.fee)?;
         let price = price_decimal(row.price)?;
         let (lots, sign, fee_factor) = if row.sell > 0 {
@@ -803,7 +811,7 @@ fn exact_cash_after(p: &PortfolioRef<'_>, markets: &[Market], rows: &[Row]) -> O
         if lots == 0 {
             continue;
         }
-        let notional = market.lots_amount(lots).to_decimal()?.checked_mul(price)?;
+        let notional = quote.lots_amount(lots).to_decimal()?.checked_mul(price)?;
         cash = cash.checked_add(sign * notional.checked_mul(fee_factor)?)?;
     }
     Some(cash)
@@ -812,15 +820,15 @@ fn exact_cash_after(p: &PortfolioRef<'_>, markets: &[Market], rows: &[Row]) -> O
 fn record_skips(
     rows: &[Row],
     p: &PortfolioRef<'_>,
-    markets: &[Market],
+    quotes: &[Quote],
     v_after: f64,
     mode: Rounding,
     skips: &mut Vec<Skip>,
 ) {
     for (i, (row, &asset)) in rows.iter().zip(p.assets).enumerate() {
-        let market = &markets[asset as usize];
+        let quote = &quotes[asset as usize];
         if let Some((lots, side, reason)) = row.refused {
-            skips.push(Skip { position: i as u32, asset, side, amount: market.lots_amount(lots), reason });
+            skips.push(Skip { position: i as u32, asset, side, amount: quote.lots_amount(lots), reason });
             continue;
         }
         let excess = (row.value - row.dest * v_after) / row.lot_value;
@@ -835,7 +843,7 @@ fn record_skips(
         let reason = if done > 0 {
             if wanted > row.max_lots { SkipReason::MaxAmount } else { continue }
         } else {
-            match market.refusal(wanted.min(row.max_lots), row.price) {
+            match quote.refusal(wanted.min(row.max_lots)) {
                 Some(Refusal::MinAmount) => SkipReason::MinAmount,
                 Some(Refusal::MinNotional) => SkipReason::MinNotional,
                 Some(Refusal::MarketInactive) => SkipReason::MarketInactive,
@@ -850,13 +858,13 @@ fn record_skips(
             position: i as u32,
             asset,
             side,
-            amount: market.lots_amount(missing),
+            amount: quote.lots_amount(missing),
             reason,
         });
     }
 }
 
-fn emit_legs(rows: &[Row], p: &PortfolioRef<'_>, markets: &[Market], legs: &mut Vec<Leg>, out: &mut Outcome) {
+fn emit_legs(rows: &[Row], p: &PortfolioRef<'_>, quotes: &[Quote], legs: &mut Vec<Leg>, out: &mut Outcome) {
     for side in [Side::Sell, Side::Buy] {
         for (i, (row, &asset)) in rows.iter().zip(p.assets).enumerate() {
             let lots = if side == Side::Sell { row.sell } else { row.buy };
@@ -869,7 +877,8 @@ fn emit_legs(rows: &[Row], p: &PortfolioRef<'_>, markets: &[Market], legs: &mut 
                 position: i as u32,
                 asset,
                 side,
-                amount: markets[asset as usize].lots_amount(lots),
+                lots,
+                amount: quotes[asset as usize].lots_amount(lots),
                 price: row.price,
                 notional,
                 fee: notional * row.fee,
@@ -894,8 +903,9 @@ pub fn plan(
         market.validate()?;
     }
     p.validate(prices, markets)?;
+    let quotes: Vec<Quote> = markets.iter().zip(prices).map(|(m, &price)| Quote::new(m, price)).collect();
     let (mut legs, mut skips) = (Vec::new(), Vec::new());
-    let outcome = plan_into(p, prices, markets, params, &mut Scratch::default(), &mut legs, &mut skips);
+    let outcome = plan_into(p, &quotes, params, &mut Scratch::default(), &mut legs, &mut skips);
     Ok((outcome, legs, skips))
 }
 

@@ -35,6 +35,19 @@ impl PortfolioRef<'_> {
 
     /// Checks everything the planner relies on; nothing is planned on bad input.
     pub fn validate(&self, prices: &[f64], markets: &[Market]) -> Result<()> {
+        self.validate_holdings(markets)?;
+        if prices.len() < markets.len() {
+            return Err(CoreError::price("prices", prices.len(), format!("one price per market ({} markets)", markets.len())));
+        }
+        for (i, &asset) in self.assets.iter().enumerate() {
+            check_price(prices[asset as usize], &format!("prices[{}]", asset_name(self.assets[i], markets)))?;
+        }
+        Ok(())
+    }
+
+    /// Checks the holdings and weights alone (no prices): what a Book checks
+    /// when a portfolio is added or changed.
+    pub fn validate_holdings(&self, markets: &[Market]) -> Result<()> {
         let n = self.assets.len();
         if self.amounts.len() != n || self.targets.len() != n {
             return Err(CoreError::config(
@@ -45,11 +58,11 @@ impl PortfolioRef<'_> {
         }
         let name = |i: usize| asset_name(self.assets[i], markets);
         for (i, &asset) in self.assets.iter().enumerate() {
-            if asset as usize >= markets.len() || asset as usize >= prices.len() {
+            if asset as usize >= markets.len() {
                 return Err(CoreError::config(
                     format!("assets[{i}]"),
                     asset,
-                    format!("asset index out of range ({} markets, {} prices)", markets.len(), prices.len()),
+                    format!("asset index out of range ({} markets)", markets.len()),
                 ));
             }
             if self.assets[..i].contains(&asset) {
@@ -76,9 +89,6 @@ impl PortfolioRef<'_> {
         }
         if self.cash.is_negative() {
             return Err(CoreError::amount("cash", self.cash, "cash must be >= 0"));
-        }
-        for (i, &asset) in self.assets.iter().enumerate() {
-            check_price(prices[asset as usize], &format!("prices[{}]", name(i)))?;
         }
         Ok(())
     }

@@ -291,3 +291,39 @@ proptest! {
         prop_assert!(again.is_empty(), "re-plan sent {:?}", again);
     }
 }
+
+#[test]
+#[ignore]
+fn speed_probe() {
+    use std::time::Instant;
+    let steps = ["0.00001", "0.0001", "0.001", "0.01", "0.1", "1", "1", "0.01", "0.001", "10"];
+    let prices = [95000.0, 3100.0, 210.0, 24.0, 2.4, 0.6, 0.17, 13.0, 620.0, 0.00002];
+    let markets: Vec<Market> = (0..10).map(|i| market(&format!("A{i}"), steps[i], "5", 0.001)).collect();
+    let mut seed = 12345u64;
+    let mut rnd = || { seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17; (seed % 1_000_000) as f64 / 1e6 };
+    let mut cases = Vec::new();
+    for _ in 0..20000 {
+        let k = 2 + (rnd() * 9.0) as usize;
+        let k = k.min(10);
+        let assets: Vec<u32> = (0..k as u32).collect();
+        let targets: Vec<f64> = vec![1.0 / k as f64; k];
+        let value = 100.0 + rnd() * 20000.0;
+        let amounts: Vec<Amount> = (0..k).map(|i| {
+            let w = targets[i] * (1.0 + (rnd() - 0.5) * 0.6);
+            let q = w * value / prices[i];
+            Amount::from_f64((q * 1e6).floor() / 1e6).unwrap()
+        }).collect();
+        cases.push((assets, amounts, targets));
+    }
+    let params = PlanParams::default();
+    let quotes: Vec<Quote> = markets.iter().zip(prices).map(|(m, p)| Quote::new(m, p)).collect();
+    let mut scratch = Scratch::default();
+    let (mut legs, mut skips) = (Vec::new(), Vec::new());
+    let t = Instant::now();
+    for (assets, amounts, targets) in cases.iter().cycle().take(cases.len() * 20) {
+        let p = PortfolioRef { assets, amounts, targets, cash: Amount::ZERO, cash_target: 0.0 };
+        plan_into(&p, &quotes, &params, &mut scratch, &mut legs, &mut skips);
+    }
+    let el = t.elapsed();
+    eprintln!("{} plans in {:?}: {:.2} us/plan, {} legs, {} skips", cases.len(), el, el.as_secs_f64() * 1e6 / (20 * cases.len()) as f64, legs.len(), skips.len());
+}

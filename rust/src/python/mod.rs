@@ -3,6 +3,7 @@
 //! Only conversions live here: Python values in, core calls (with panics
 //! caught, so none crosses the FFI), Python values out.
 
+mod book;
 mod convert;
 mod errors;
 mod market;
@@ -17,5 +18,11 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<market::PyMarket>()?;
     m.add_function(wrap_pyfunction!(plan::plan_portfolio, m)?)?;
     m.add_function(wrap_pyfunction!(plan::client_order_id, m)?)?;
+    m.add_function(wrap_pyfunction!(book::validate_book, m)?)?;
+    m.add_function(wrap_pyfunction!(book::tick, m)?)?;
+    m.add_function(wrap_pyfunction!(book::amount_words_of, m)?)?;
+    m.add_function(wrap_pyfunction!(book::amount_strings, m)?)?;
+    m.add_function(wrap_pyfunction!(book::client_order_ids, m)?)?;
     Ok(())
 }
+

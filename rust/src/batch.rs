@@ -1,0 +1,385 @@
+//! One tick over a whole Book: scan every portfolio (valuation, deviation,
+//! trigger, cooldown, lock), plan the triggered ones with the single-portfolio
+//! planner, and gather the orders as columns. Portfolios are split into
+//! chunks planned in parallel; the output is in portfolio order whatever the
+//! thread count, so a tick is deterministic.
+
+use rayon::prelude::*;
+
+use crate::book::{amount_at, amount_words, BookRef, StateMut, Strategy, Trigger, NEVER};
+use crate::error::{CoreError, Result};
+use crate::lots::Amount;
+use crate::market::{Market, Quote};
+use crate::plan::{plan_into, Leg, Scratch, Side, Skip};
+use crate::portfolio::{asset_name, check_price, PortfolioRef};
+use crate::trigger::Band;
+
+/// What the tick did with a portfolio (the `status` column).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Not triggered (or its calendar check is not due).
+    Idle = 0,
+    /// Triggered and planned: its orders are in the batch.
+    Rebalance = 1,
+    /// Triggered, but every leg it wanted is below the market rules (see skips).
+    NothingToDo = 2,
+    /// Triggered within the cooldown after its last rebalance.
+    Cooldown = 3,
+    /// Triggered while orders are out.
+    Locked = 4,
+    /// Removed or paused: not looked at.
+    Inactive = 5,
+}
+
+/// Column codes of `side`.
+pub const SIDE_BUY: u8 = 0;
+pub const SIDE_SELL: u8 = 1;
+
+/// Portfolios per parallel task: small enough to balance two cores when the
+/// triggered ones cluster, large enough that scheduling costs nothing.
+const CHUNK: usize = 2048;
+
+/// Orders (or skipped legs) as columns.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct LegColumns {
+    /// Index of the portfolio in the Book.
+    pub portfolio: Vec<i64>,
+    /// The portfolio's id (stable across Book compactions).
+    pub portfolio_id: Vec<u64>,
+    /// Position of the asset in the portfolio: the leg of the client order id.
+    pub leg: Vec<u8>,
+    pub asset: Vec<i32>,
+    pub side: Vec<u8>,
+    pub lots: Vec<i64>,
+    /// Exact amount, two words per leg (see [`crate::book`]).
+    pub amount: Vec<i64>,
+    pub price: Vec<f64>,
+    pub notional: Vec<f64>,
+    pub fee: Vec<f64>,
+    /// Rebalance epoch of the client order id (orders) or the skip reason code (skips).
+    pub epoch: Vec<u32>,
+}
+
+impl LegColumns {
+    pub fn len(&self) -> usize {
+        self.portfolio.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.portfolio.is_empty()
+    }
+
+    fn push_order(&mut self, portfolio: (usize, u64), epoch: u32, leg: &Leg) {
+        self.push(portfolio, leg.position, leg.asset, leg.side, leg.lots, leg.amount);
+        self.price.push(leg.price);
+        self.notional.push(leg.notional);
+        self.fee.push(leg.fee);
+        self.epoch.push(epoch);
+    }
+
+    fn push_skip(&mut self, portfolio: (usize, u64), skip: &Skip, quote: &Quote) {
+        self.push(portfolio, skip.position, skip.asset, skip.side, quote.lots_in(skip.amount), skip.amount);
+        self.price.push(quote.price);
+        self.notional.push(skip.amount.to_f64() * quote.price);
+        self.fee.push(0.0);
+        self.epoch.push(skip.reason as u32);
+    }
+
+    fn push(&mut self, (index, id): (usize, u64), position: u32, asset: u32, side: Side, lots: i64, amount: Amount) {
+        self.portfolio.push(index as i64);
+        self.portfolio_id.push(id);
+        self.leg.push(position as u8);
+        self.asset.push(asset as i32);
+        self.side.push(if side == Side::Buy { SIDE_BUY } else { SIDE_SELL });
+        self.lots.push(lots);
+        self.amount.extend(amount_words(amount));
+    }
+
+    fn append(&mut self, other: &mut LegColumns) {
+        self.portfolio.append(&mut other.portfolio);
+        self.portfolio_id.append(&mut other.portfolio_id);
+        self.leg.append(&mut other.leg);
+        self.asset.append(&mut other.asset);
+        self.side.append(&mut other.side);
+        self.lots.append(&mut other.lots);
+        self.amount.append(&mut other.amount);
+        self.price.append(&mut other.price);
+        self.notional.append(&mut other.notional);
+        self.fee.append(&mut other.fee);
+        self.epoch.append(&mut other.epoch);
+    }
+}
+
+/// Everything one tick produced.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Per portfolio: value before the plan, largest deviation in weight
+    /// points and relative to the target, and what the tick did.
+    pub value: Vec<f64>,
+    pub max_deviation: Vec<f64>,
+    pub max_relative_deviation: Vec<f64>,
+    pub status: Vec<u8>,
+    /// The orders, sells before buys within each portfolio, portfolios in order.
+    pub orders: LegColumns,
+    /// Legs not sent (unexecutable drift); `epoch` holds the reason code.
+    pub skips: LegColumns,
+}
+
+/// One worker's reusable memory.
+#[derive(Default)]
+struct Worker {
+    scratch: Scratch,
+    assets: Vec<u32>,
+    amounts: Vec<Amount>,
+    legs: Vec<Leg>,
+    skips: Vec<Skip>,
+}
+
+/// The market rules at this tick's prices, one quote per market. Prices
+/// of assets no active portfolio holds may be missing (NaN); any other bad
+/// price is refused, naming the asset, before any work.
+pub fn quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64]) -> Result<Vec<Quote>> {
+    if prices.len() != markets.len() {
+        return Err(CoreError::price(
+            "prices",
+            prices.len(),
+            format!("one price per market ({} markets)", markets.len()),
+        ));
+    }
+    let bad: Vec<usize> = (0..prices.len()).filter(|&a| check_price(prices[a], "").is_err()).collect();
+    if !bad.is_empty() {
+        let held = (0..book.len())
+            .into_par_iter()
+            .filter(|&i| book.active[i])
+            .flat_map_iter(|i| book.rows(i).map(|r| book.asset[r] as usize))
+            .filter(|a| bad.contains(a))
+            .min();
+        if let Some(asset) = held {
+            check_price(prices[asset], &format!("prices[{}]", asset_name(asset as u32, markets)))?;
+        }
+    }
+    Ok(markets.iter().zip(prices).map(|(m, &price)| Quote::new(m, price)).collect())
+}
+
+/// Scans and plans every portfolio at `prices` and `now_ms`. With `commit`,
+/// a portfolio that gets orders is locked, its epoch advanced and its
+/// rebalance time set, and due calendar checks move to their next slot.
+/// The Book must have passed [`BookRef::validate`] against `markets`.
+pub fn tick(
+    book: &BookRef<'_>,
+    state: StateMut<'_>,
+    markets: &[Market],
+    prices: &[f64],
+    now_ms: i64,
+    commit: bool,
+) -> Result<Batch> {
+    let n = book.len();
+    let lengths = [state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len(), state.epoch.len()];
+    if lengths.iter().any(|&len| len != n) {
+        return Err(CoreError::config("state", format!("{lengths:?}"), format!("one value per portfolio ({n} portfolios)")));
+    }
+    let quotes = quotes(book, markets, prices)?;
+    let mut batch = Batch {
+        value: vec![0.0; n],
+        max_deviation: vec![0.0; n],
+        max_relative_deviation: vec![0.0; n],
+        status: vec![0; n],
+        ..Batch::default()
+    };
+    let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
+    let parts: Vec<(LegColumns, LegColumns)> = (
+        batch.value.par_chunks_mut(CHUNK),
+        batch.max_deviation.par_chunks_mut(CHUNK),
+        batch.max_relative_deviation.par_chunks_mut(CHUNK),
+        batch.status.par_chunks_mut(CHUNK),
+        last_rebalance_ms.par_chunks_mut(CHUNK),
+        next_check_ms.par_chunks_mut(CHUNK),
+        locked.par_chunks_mut(CHUNK),
+        epoch.par_chunks_mut(CHUNK),
+    )
+        .into_par_iter()
+        .enumerate()
+        .map_init(Worker::default, |worker, (c, (value, dev, rel, status, last, next, lock, epoch))| {
+            let mut out = (LegColumns::default(), LegColumns::default());
+            for k in 0..value.len() {
+                let i = c * CHUNK + k;
+                let slot = Slot {
+                    value: &mut value[k],
+                    deviation: &mut dev[k],
+                    relative: &mut rel[k],
+                    status: &mut status[k],
+                    last_rebalance_ms: &mut last[k],
+                    next_check_ms: &mut next[k],
+                    locked: &mut lock[k],
+                    epoch: &mut epoch[k],
+                };
+                visit(book, i, slot, &quotes, prices, now_ms, commit, worker, &mut out);
+            }
+            out
+        })
+        .collect();
+    for (mut orders, mut skips) in parts {
+        batch.orders.append(&mut orders);
+        batch.skips.append(&mut skips);
+    }
+    Ok(batch)
+}
+
+/// One portfolio's cells of the per-portfolio columns.
+struct Slot<'a> {
+    value: &'a mut f64,
+    deviation: &'a mut f64,
+    relative: &'a mut f64,
+    status: &'a mut u8,
+    last_rebalance_ms: &'a mut i64,
+    next_check_ms: &'a mut i64,
+    locked: &'a mut bool,
+    epoch: &'a mut u32,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn visit(
+    book: &BookRef<'_>,
+    i: usize,
+    slot: Slot<'_>,
+    quotes: &[Quote],
+    prices: &[f64],
+    now_ms: i64,
+    commit: bool,
+    worker: &mut Worker,
+    out: &mut (LegColumns, LegColumns),
+) {
+    let status = |s: Status| s as u8;
+    // A strategy that does not decode was refused when it was written; skip it.
+    let (true, Ok(strategy)) = (book.active[i], book.strategy(i)) else {
+        *slot.status = status(Status::Inactive);
+        return;
+    };
+    let scan = scan(book, i, prices, &strategy);
+    *slot.value = scan.value;
+    *slot.deviation = scan.deviation;
+    *slot.relative = scan.relative;
+    let due = match strategy.trigger {
+        Trigger::Threshold(_) => true,
+        Trigger::Calendar { .. } => now_ms >= *slot.next_check_ms,
+    };
+    let triggered = due && scan.breached;
+    let cooling = *slot.last_rebalance_ms != NEVER && now_ms < slot.last_rebalance_ms.saturating_add(strategy.cooldown_ms);
+    let outcome = if !triggered {
+        Status::Idle
+    } else if *slot.locked {
+        Status::Locked
+    } else if cooling {
+        Status::Cooldown
+    } else {
+        plan_one(book, i, &strategy, quotes, *slot.epoch, worker, out)
+    };
+    *slot.status = status(outcome);
+    if !commit {
+        return;
+    }
+    if outcome == Status::Rebalance {
+        *slot.locked = true;
+        *slot.epoch = slot.epoch.wrapping_add(1);
+        *slot.last_rebalance_ms = now_ms;
+    }
+    // A due check that could not run (orders out, cooldown) stays due.
+    if let Trigger::Calendar { interval_ms, .. } = strategy.trigger {
+        if due && matches!(outcome, Status::Idle | Status::Rebalance | Status::NothingToDo) {
+            *slot.next_check_ms = next_slot(*slot.next_check_ms, interval_ms, now_ms);
+        }
+    }
+}
+
+/// The first slot of the schedule `next + k·interval` after `now`, so a
+/// calendar keeps its phase (daily at the same time) however late a tick comes.
+pub fn next_slot(next: i64, interval_ms: i64, now_ms: i64) -> i64 {
+    let missed = (now_ms as i128 - next as i128).div_euclid(interval_ms as i128) + 1;
+    (next as i128 + missed.max(1) * interval_ms as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+struct Scan {
+    value: f64,
+    deviation: f64,
+    relative: f64,
+    /// The trigger's band (or the calendar's gate) is breached; always true for a gateless calendar.
+    breached: bool,
+}
+
+/// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
+fn scan(book: &BookRef<'_>, i: usize, prices: &[f64], strategy: &Strategy) -> Scan {
+    let rows = book.rows(i);
+    let cash = amount_at(book.cash, i).to_f64();
+    let mut value = cash;
+    for r in rows.clone() {
+        value += amount_at(book.amount, r).to_f64() * prices[book.asset[r] as usize];
+    }
+    let band: Option<Band> = strategy.params.band;
+    let mut scan = Scan { value, deviation: 0.0, relative: 0.0, breached: band.is_none() };
+    if !(value > 0.0 && value.is_finite()) {
+        scan.value = if value.is_finite() { value } else { 0.0 };
+        scan.breached = false;
+        return scan;
+    }
+    let mut check = |weight: f64, target: f64| {
+        let d = (weight - target).abs();
+        scan.deviation = scan.deviation.max(d);
+        if target > 0.0 {
+            scan.relative = scan.relative.max(d / target);
+        }
+        if let Some(band) = band {
+            scan.breached |= target > 0.0 && band.breached(weight, target);
+        }
+    };
+    for r in rows {
+        let held = amount_at(book.amount, r).to_f64() * prices[book.asset[r] as usize];
+        check(held / value, book.target[r]);
+    }
+    let cash_target = book.cash_target[i];
+    if cash_target > 0.0 {
+        check(cash / value, cash_target);
+    }
+    scan
+}
+
+fn plan_one(
+    book: &BookRef<'_>,
+    i: usize,
+    strategy: &Strategy,
+    quotes: &[Quote],
+    epoch: u32,
+    worker: &mut Worker,
+    (orders, skips): &mut (LegColumns, LegColumns),
+) -> Status {
+    let Worker { scratch, assets, amounts, legs, skips: skipped } = worker;
+    let rows = book.rows(i);
+    assets.clear();
+    amounts.clear();
+    for r in rows.clone() {
+        assets.push(book.asset[r] as u32);
+        amounts.push(amount_at(book.amount, r));
+    }
+    let p = PortfolioRef {
+        assets,
+        amounts,
+        targets: &book.target[rows],
+        cash: amount_at(book.cash, i),
+        cash_target: book.cash_target[i],
+    };
+    legs.clear();
+    skipped.clear();
+    plan_into(&p, quotes, &strategy.params, scratch, legs, skipped);
+    let next_epoch = epoch.wrapping_add(1);
+    let portfolio = (i, book.id[i]);
+    for leg in legs.iter() {
+        orders.push_order(portfolio, next_epoch, leg);
+    }
+    for skip in skipped.iter() {
+        skips.push_skip(portfolio, skip, &quotes[skip.asset as usize]);
+    }
+    if legs.is_empty() {
+        Status::NothingToDo
+    } else {
+        Status::Rebalance
+    }
+}
