@@ -6,12 +6,12 @@
 
 use rayon::prelude::*;
 
-use crate::book::{amount_at, amount_words, BookRef, StateMut, Strategy, Trigger, NEVER};
+use crate::book::{amount_at, amount_words, BookRef, StateMut, Strategy, NEVER, TRIGGER_CALENDAR};
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::{Market, Quote};
 use crate::plan::{plan_into, Leg, Scratch, Side, Skip};
-use crate::portfolio::{asset_name, check_price, PortfolioRef};
+use crate::portfolio::{asset_name, check_price, Drift, PortfolioRef};
 use crate::trigger::Band;
 
 /// What the tick did with a portfolio (the `status` column).
@@ -95,19 +95,38 @@ impl LegColumns {
         self.amount.extend(amount_words(amount));
     }
 
-    fn append(&mut self, other: &mut LegColumns) {
-        self.portfolio.append(&mut other.portfolio);
-        self.portfolio_id.append(&mut other.portfolio_id);
-        self.leg.append(&mut other.leg);
-        self.asset.append(&mut other.asset);
-        self.side.append(&mut other.side);
-        self.lots.append(&mut other.lots);
-        self.amount.append(&mut other.amount);
-        self.price.append(&mut other.price);
-        self.notional.append(&mut other.notional);
-        self.fee.append(&mut other.fee);
-        self.epoch.append(&mut other.epoch);
+    /// The chunks' columns end to end, copied in parallel.
+    fn concat(parts: &[LegColumns]) -> LegColumns {
+        let column = |get: fn(&LegColumns) -> &[i64]| gather(parts, get);
+        LegColumns {
+            portfolio: column(|p| &p.portfolio),
+            portfolio_id: gather(parts, |p| &p.portfolio_id),
+            leg: gather(parts, |p| &p.leg),
+            asset: gather(parts, |p| &p.asset),
+            side: gather(parts, |p| &p.side),
+            lots: column(|p| &p.lots),
+            amount: column(|p| &p.amount),
+            price: gather(parts, |p| &p.price),
+            notional: gather(parts, |p| &p.notional),
+            fee: gather(parts, |p| &p.fee),
+            epoch: gather(parts, |p| &p.epoch),
+        }
     }
+}
+
+/// One column of every part, end to end; each part copied by its own task.
+fn gather<T: Copy + Default + Send + Sync>(parts: &[LegColumns], get: fn(&LegColumns) -> &[T]) -> Vec<T> {
+    let total = parts.iter().map(|p| get(p).len()).sum();
+    let mut out = vec![T::default(); total];
+    let mut rest = out.as_mut_slice();
+    let mut pieces = Vec::with_capacity(parts.len());
+    for part in parts {
+        let (head, tail) = rest.split_at_mut(get(part).len());
+        pieces.push((head, get(part)));
+        rest = tail;
+    }
+    pieces.into_par_iter().for_each(|(to, from)| to.copy_from_slice(from));
+    out
 }
 
 /// Everything one tick produced.
@@ -129,6 +148,8 @@ pub struct Batch {
 #[derive(Default)]
 struct Worker {
     scratch: Scratch,
+    /// Value of each holding of the portfolio being scanned.
+    values: Vec<f64>,
     assets: Vec<u32>,
     amounts: Vec<Amount>,
     legs: Vec<Leg>,
@@ -218,10 +239,8 @@ pub fn tick(
             out
         })
         .collect();
-    for (mut orders, mut skips) in parts {
-        batch.orders.append(&mut orders);
-        batch.skips.append(&mut skips);
-    }
+    let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    (batch.orders, batch.skips) = rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips));
     Ok(batch)
 }
 
@@ -250,29 +269,32 @@ fn visit(
     out: &mut (LegColumns, LegColumns),
 ) {
     let status = |s: Status| s as u8;
-    // A strategy that does not decode was refused when it was written; skip it.
-    let (true, Ok(strategy)) = (book.active[i], book.strategy(i)) else {
+    if !book.active[i] {
         *slot.status = status(Status::Inactive);
         return;
-    };
-    let scan = scan(book, i, prices, &strategy);
+    }
+    // The scan needs only the band; the whole strategy is decoded for the
+    // few portfolios that get planned.
+    let calendar = book.trigger[i] == TRIGGER_CALENDAR;
+    let scan = scan(book, i, prices, book.band(i), &mut worker.values);
     *slot.value = scan.value;
     *slot.deviation = scan.deviation;
     *slot.relative = scan.relative;
-    let due = match strategy.trigger {
-        Trigger::Threshold(_) => true,
-        Trigger::Calendar { .. } => now_ms >= *slot.next_check_ms,
-    };
+    let due = !calendar || now_ms >= *slot.next_check_ms;
     let triggered = due && scan.breached;
-    let cooling = *slot.last_rebalance_ms != NEVER && now_ms < slot.last_rebalance_ms.saturating_add(strategy.cooldown_ms);
+    let cooling = || *slot.last_rebalance_ms != NEVER && now_ms < slot.last_rebalance_ms.saturating_add(book.cooldown_ms[i]);
     let outcome = if !triggered {
         Status::Idle
     } else if *slot.locked {
         Status::Locked
-    } else if cooling {
+    } else if cooling() {
         Status::Cooldown
     } else {
-        plan_one(book, i, &strategy, quotes, *slot.epoch, worker, out)
+        match book.strategy(i) {
+            Ok(strategy) => plan_one(book, i, &strategy, quotes, *slot.epoch, worker, out),
+            // Refused when it was written (the Book checks every write); never planned.
+            Err(_) => Status::Inactive,
+        }
     };
     *slot.status = status(outcome);
     if !commit {
@@ -284,10 +306,8 @@ fn visit(
         *slot.last_rebalance_ms = now_ms;
     }
     // A due check that could not run (orders out, cooldown) stays due.
-    if let Trigger::Calendar { interval_ms, .. } = strategy.trigger {
-        if due && matches!(outcome, Status::Idle | Status::Rebalance | Status::NothingToDo) {
-            *slot.next_check_ms = next_slot(*slot.next_check_ms, interval_ms, now_ms);
-        }
+    if calendar && due && matches!(outcome, Status::Idle | Status::Rebalance | Status::NothingToDo) {
+        *slot.next_check_ms = next_slot(*slot.next_check_ms, book.interval_ms[i].max(1), now_ms);
     }
 }
 
@@ -307,38 +327,27 @@ struct Scan {
 }
 
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
-fn scan(book: &BookRef<'_>, i: usize, prices: &[f64], strategy: &Strategy) -> Scan {
+fn scan(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>, values: &mut Vec<f64>) -> Scan {
     let rows = book.rows(i);
     let cash = amount_at(book.cash, i).to_f64();
     let mut value = cash;
+    values.clear();
     for r in rows.clone() {
-        value += amount_at(book.amount, r).to_f64() * prices[book.asset[r] as usize];
+        let held = amount_at(book.amount, r).to_f64() * prices[book.asset[r] as usize];
+        values.push(held);
+        value += held;
     }
-    let band: Option<Band> = strategy.params.band;
     let mut scan = Scan { value, deviation: 0.0, relative: 0.0, breached: band.is_none() };
     if !(value > 0.0 && value.is_finite()) {
         scan.value = if value.is_finite() { value } else { 0.0 };
         scan.breached = false;
         return scan;
     }
-    let mut check = |weight: f64, target: f64| {
-        let d = (weight - target).abs();
-        scan.deviation = scan.deviation.max(d);
-        if target > 0.0 {
-            scan.relative = scan.relative.max(d / target);
-        }
-        if let Some(band) = band {
-            scan.breached |= target > 0.0 && band.breached(weight, target);
-        }
-    };
-    for r in rows {
-        let held = amount_at(book.amount, r).to_f64() * prices[book.asset[r] as usize];
-        check(held / value, book.target[r]);
-    }
     let cash_target = book.cash_target[i];
-    if cash_target > 0.0 {
-        check(cash / value, cash_target);
-    }
+    let cash_row = (cash_target > 0.0).then_some((cash, cash_target));
+    let held = values.iter().copied().zip(book.target[rows].iter().copied()).chain(cash_row);
+    let drift = Drift::measure(held, value, band);
+    (scan.deviation, scan.relative, scan.breached) = (drift.deviation, drift.relative, band.is_none() || drift.breached);
     scan
 }
 
@@ -351,7 +360,7 @@ fn plan_one(
     worker: &mut Worker,
     (orders, skips): &mut (LegColumns, LegColumns),
 ) -> Status {
-    let Worker { scratch, assets, amounts, legs, skips: skipped } = worker;
+    let Worker { scratch, assets, amounts, legs, skips: skipped, .. } = worker;
     let rows = book.rows(i);
     assets.clear();
     amounts.clear();

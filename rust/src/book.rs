@@ -109,6 +109,15 @@ impl BookRef<'_> {
         self.start[i] as usize..self.stop[i] as usize
     }
 
+    /// The band the scan checks: the threshold, or the calendar's gate (none
+    /// without one). Not validated: the Book checked it when it was written.
+    #[inline]
+    pub fn band(&self, i: usize) -> Option<Band> {
+        let width = self.threshold[i];
+        let kind = if self.threshold_kind[i] == KIND_RELATIVE { BandKind::Relative } else { BandKind::Absolute };
+        (self.trigger[i] != TRIGGER_CALENDAR || width != 0.0).then_some(Band { width, kind })
+    }
+
     /// Decodes portfolio i's strategy, refusing codes and values out of range.
     pub fn strategy(&self, i: usize) -> Result<Strategy> {
         let kind = match self.threshold_kind[i] {

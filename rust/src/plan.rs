@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use crate::error::{CoreError, Result};
 use crate::lots::{price_decimal, Amount, FLOAT_DOUBT};
 use crate::market::{Market, Quote, Refusal};
-use crate::portfolio::PortfolioRef;
+use crate::portfolio::{Drift, PortfolioRef};
 use crate::trigger::{Band, BAND_TOLERANCE};
 
 /// Where a triggered rebalance takes the weights.
@@ -307,23 +307,10 @@ pub fn plan_into(
     }
 
     // 1. Deviation and trigger.
-    let mut triggered = params.band.is_none();
-    let mut check = |weight: f64, target: f64| {
-        let d = (weight - target).abs();
-        out.max_deviation = out.max_deviation.max(d);
-        if target > 0.0 {
-            out.max_relative_deviation = out.max_relative_deviation.max(d / target);
-        }
-        if let Some(band) = params.band {
-            triggered |= target > 0.0 && band.breached(weight, target);
-        }
-    };
-    for (row, &target) in rows.iter().zip(p.targets) {
-        check(row.value / value, target);
-    }
-    if p.cash_target > 0.0 {
-        check(cash / value, p.cash_target);
-    }
+    let cash_row = (p.cash_target > 0.0).then_some((cash, p.cash_target));
+    let drift = Drift::measure(rows.iter().map(|r| (r.value, r.target)).chain(cash_row), value, params.band);
+    (out.max_deviation, out.max_relative_deviation) = (drift.deviation, drift.relative);
+    let triggered = params.band.is_none() || drift.breached;
     out.triggered = triggered;
     if !triggered {
         return out;

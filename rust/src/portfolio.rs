@@ -7,6 +7,7 @@
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::Market;
+use crate::trigger::Band;
 
 /// Tolerance on "weights sum to 1": far below any weight a user can set.
 pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-9;
@@ -102,6 +103,44 @@ impl PortfolioRef<'_> {
                 .zip(self.amounts)
                 .map(|(&a, q)| q.to_f64() * prices[a as usize])
                 .sum::<f64>()
+    }
+}
+
+/// How far a portfolio is from its targets.
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct Drift {
+    /// Largest |weight − target|, in weight points.
+    pub deviation: f64,
+    /// Largest |weight − target| / target.
+    pub relative: f64,
+    /// Some weight is on or outside `band` around its target.
+    pub breached: bool,
+}
+
+impl Drift {
+    /// Measures (value, target) pairs of a portfolio worth `value` (> 0).
+    /// The planner and the Book's scan both call this, so a tick triggers
+    /// exactly the portfolios the planner would.
+    #[inline]
+    pub fn measure(held: impl Iterator<Item = (f64, f64)>, value: f64, band: Option<Band>) -> Drift {
+        let inverse = 1.0 / value; // one division per portfolio, not per holding
+        let mut drift = Drift::default();
+        for (held, target) in held {
+            let d = (held * inverse - target).abs();
+            if d > drift.deviation {
+                drift.deviation = d;
+            }
+            if target > 0.0 {
+                let relative = d / target;
+                if relative > drift.relative {
+                    drift.relative = relative;
+                }
+                if let Some(band) = band {
+                    drift.breached |= band.exceeded_by(d, target);
+                }
+            }
+        }
+        drift
     }
 }
 

@@ -43,7 +43,13 @@ impl Band {
 
     /// Whether `weight` is on or outside the band around `target`.
     pub fn breached(&self, weight: f64, target: f64) -> bool {
-        (weight - target).abs() >= self.half_width(target) - BAND_TOLERANCE
+        self.exceeded_by((weight - target).abs(), target)
+    }
+
+    /// Whether a deviation `d` = |weight − target| reaches the band's edge.
+    #[inline]
+    pub fn exceeded_by(&self, d: f64, target: f64) -> bool {
+        d >= self.half_width(target) - BAND_TOLERANCE
     }
 }
 

@@ -292,38 +292,72 @@ proptest! {
     }
 }
 
+/// Realistic triggered portfolios (one asset 1–2 bands off, Binance-like
+/// rules) for profiling: `cargo test --release --lib speed_probe -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn speed_probe() {
     use std::time::Instant;
-    let steps = ["0.00001", "0.0001", "0.001", "0.01", "0.1", "1", "1", "0.01", "0.001", "10"];
-    let prices = [95000.0, 3100.0, 210.0, 24.0, 2.4, 0.6, 0.17, 13.0, 620.0, 0.00002];
-    let markets: Vec<Market> = (0..10).map(|i| market(&format!("A{i}"), steps[i], "5", 0.001)).collect();
     let mut seed = 12345u64;
-    let mut rnd = || { seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17; (seed % 1_000_000) as f64 / 1e6 };
+    let mut rnd = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 1_000_000) as f64 / 1e6
+    };
+    let k_markets = 50;
+    let mut prices = Vec::new();
+    let mut markets = Vec::new();
+    for i in 0..k_markets {
+        let price = (10f64.powf(-4.5 + 9.5 * rnd()) * 1e8).round() / 1e8;
+        let e = ((0.1 / price).log10().ceil()).min(0.0) as i32;
+        let step = if e == 0 { "1".to_string() } else { format!("0.{}1", "0".repeat((-e - 1) as usize)) };
+        markets.push(market(&format!("C{i}"), &step, "5", 0.001));
+        prices.push(price);
+    }
+    let quotes: Vec<Quote> = markets.iter().zip(&prices).map(|(m, &p)| Quote::new(m, p)).collect();
     let mut cases = Vec::new();
     for _ in 0..20000 {
         let k = 2 + (rnd() * 9.0) as usize;
-        let k = k.min(10);
-        let assets: Vec<u32> = (0..k as u32).collect();
-        let targets: Vec<f64> = vec![1.0 / k as f64; k];
-        let value = 100.0 + rnd() * 20000.0;
-        let amounts: Vec<Amount> = (0..k).map(|i| {
-            let w = targets[i] * (1.0 + (rnd() - 0.5) * 0.6);
-            let q = w * value / prices[i];
-            Amount::from_f64((q * 1e6).floor() / 1e6).unwrap()
-        }).collect();
+        let mut assets: Vec<u32> = Vec::new();
+        while assets.len() < k {
+            let a = (rnd() * k_markets as f64) as u32;
+            if !assets.contains(&a) {
+                assets.push(a);
+            }
+        }
+        let mut pct: Vec<f64> = (0..k).map(|_| 1.0 + (rnd() * 20.0).floor()).collect();
+        let sum: f64 = pct.iter().sum();
+        pct[0] += 100.0 - sum;
+        if pct[0] < 1.0 {
+            pct = vec![100.0 / k as f64; k];
+        }
+        let targets: Vec<f64> = pct.iter().map(|p| p / 100.0).collect();
+        let value = (2000.0 * (1.2 * (rnd() - 0.5) * 3.0).exp()).clamp(100.0, 200_000.0);
+        let push = 0.05 * (1.05 + rnd());
+        let amounts: Vec<Amount> = (0..k)
+            .map(|i| {
+                let w = if i == 0 { targets[0] + push } else { (targets[i] - push * targets[i] / (1.0 - targets[0])).max(0.001) };
+                let q = &quotes[assets[i] as usize];
+                let lots = (w * value / q.price / q.step.to_f64()).floor();
+                q.lots_amount(lots as i64)
+            })
+            .collect();
         cases.push((assets, amounts, targets));
     }
-    let params = PlanParams::default();
-    let quotes: Vec<Quote> = markets.iter().zip(prices).map(|(m, p)| Quote::new(m, p)).collect();
+    let params = PlanParams { band: Some(Band::new_checked(0.05, BandKind::Absolute).expect("band")), ..PlanParams::default() };
     let mut scratch = Scratch::default();
     let (mut legs, mut skips) = (Vec::new(), Vec::new());
+    let rounds = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
     let t = Instant::now();
-    for (assets, amounts, targets) in cases.iter().cycle().take(cases.len() * 20) {
+    let mut triggered = 0;
+    for (assets, amounts, targets) in cases.iter().cycle().take(cases.len() * rounds) {
         let p = PortfolioRef { assets, amounts, targets, cash: Amount::ZERO, cash_target: 0.0 };
-        plan_into(&p, &quotes, &params, &mut scratch, &mut legs, &mut skips);
+        legs.clear();
+        skips.clear();
+        triggered += plan_into(&p, &quotes, &params, &mut scratch, &mut legs, &mut skips).triggered as usize;
     }
     let el = t.elapsed();
-    eprintln!("{} plans in {:?}: {:.2} us/plan, {} legs, {} skips", cases.len(), el, el.as_secs_f64() * 1e6 / (20 * cases.len()) as f64, legs.len(), skips.len());
+    let plans = rounds * cases.len();
+    eprintln!("{plans} plans ({triggered} triggered) in {el:?}: {:.2} us/plan", el.as_secs_f64() * 1e6 / plans as f64);
 }
