@@ -73,11 +73,16 @@ def realistic_book(portfolios: int, assets: int, seed: int = 7, triggered_share:
     rows = int(offsets[-1])
     owner = np.repeat(np.arange(n), sizes)
 
-    # Distinct assets per portfolio: a random key per (portfolio, asset) and the k smallest.
+    # Distinct assets per portfolio: a random key per (portfolio, asset) and
+    # the k smallest, in blocks so the keys never take more than ~40 MB.
     width = min(10, assets)
-    picks = np.argsort(rng.random((n, assets)), axis=1)[:, :width]
+    block = max(1, 5_000_000 // assets)
+    picks = np.concatenate(
+        [np.argsort(rng.random((min(block, n - lo), assets), np.float32), axis=1)[:, :width] for lo in range(0, n, block)]
+    ).astype(np.int32)
     position = np.arange(rows) - np.repeat(offsets[:-1], sizes)
-    asset = picks[owner, position].astype(np.int32)
+    asset = picks[owner, position]
+    del picks
 
     # Whole-percent weights summing to 100: 1 % each plus a random share of the rest.
     raw = rng.random(rows) + 0.2
