@@ -1,7 +1,10 @@
 # Stub of the Rust extension rebal._rebal (checked by mypy.stubtest in the tests).
 from decimal import Decimal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
 
 from typing_extensions import disjoint_base
 
@@ -75,3 +78,18 @@ def plan_portfolio(
     list[tuple[int, Literal["buy", "sell"], Decimal, _SkipReason]],
 ]: ...
 def client_order_id(portfolio: int, epoch: int, leg: int) -> str: ...
+
+# The Book's columns (see rebal.book): a dict of numpy arrays by column name.
+def validate_book(columns: Mapping[str, NDArray[Any]], markets: Sequence[Market]) -> None: ...
+def tick(
+    columns: Mapping[str, NDArray[Any]],
+    markets: Sequence[Market],
+    prices: NDArray[np.float64],
+    now_ms: int,
+    commit: bool = True,
+) -> dict[str, Any]: ...
+def amount_words_of(values: Any, field: str) -> NDArray[np.int64]: ...
+def amount_strings(words: NDArray[np.int64]) -> tuple[bytes, int]: ...
+def client_order_ids(
+    ids: NDArray[np.uint64], epochs: NDArray[np.uint32], legs: NDArray[np.uint8]
+) -> tuple[bytes, int]: ...

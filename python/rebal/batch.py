@@ -18,11 +18,11 @@ import numpy.typing as npt
 from rebal import _rebal
 from rebal.columns import decimal_strings, decimals
 from rebal.market import Market
-from rebal.types import Order, SkippedLeg
+from rebal.types import Order, Side, SkippedLeg
 
 __all__ = ["OrderBatch", "Legs", "Status", "SIDES", "SKIP_REASONS"]
 
-SIDES = ("buy", "sell")
+SIDES: tuple[Side, Side] = ("buy", "sell")
 """`side` codes: 0 = buy, 1 = sell."""
 SKIP_REASONS = ("min_amount", "min_notional", "max_amount", "market_inactive", "insufficient_cash", "below_step")
 """`reason` codes of skipped legs."""
@@ -132,7 +132,7 @@ class OrderBatch(Legs):
         self.status = result["status"]
         skipped = dict(result["skipped"])
         self.skipped = Legs(skipped, markets)
-        self._reason = skipped["epoch"].astype(np.uint8)
+        self._reason: npt.NDArray[np.uint8] = skipped["epoch"].astype(np.uint8)
 
     @property
     def triggered(self) -> npt.NDArray[np.bool_]:
