@@ -736,10 +736,16 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
 /// cash would go negative, then tops up while a whole increment is
 /// affordable. Returns whether it could (amounts within 96 bits).
 fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_after: f64) -> bool {
-    let Some(mut cash) = exact_cash_after(p, quotes, rows) else { return false };
-    let exact_cost = |row: &Row, asset: u32, lots: i64| -> Option<Decimal> {
-        let amount = quotes[asset as usize].lots_amount(lots).to_decimal()?;
-        amount.checked_mul(price_decimal(row.price)?)?.checked_mul(Decimal::ONE + price_decimal(row.fee)?)
+    // Each row's price and fee as exact decimals, once (they are parsed from text).
+    let Some(exact) = rows.iter().map(|r| Some((price_decimal(r.price)?, price_decimal(r.fee)?))).collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
+    let Some(mut cash) = exact_cash_after(p, quotes, rows, &exact) else { return false };
+    let exact_cost = |i: usize, lots: i64| -> Option<Decimal> {
+        let amount = quotes[p.assets[i] as usize].lots_amount(lots).to_decimal()?;
+        let (price, fee) = exact[i];
+        amount.checked_mul(price)?.checked_mul(Decimal::ONE + fee)
     };
     while cash < Decimal::ZERO {
         let Some(largest) = (0..rows.len())
@@ -750,7 +756,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_af
         };
         let row = &mut rows[largest];
         let keep = if quotes[p.assets[largest] as usize].refusal(row.buy - 1).is_none() { row.buy - 1 } else { 0 };
-        let Some(refund) = exact_cost(row, p.assets[largest], row.buy - keep) else { return false };
+        let Some(refund) = exact_cost(largest, row.buy - keep) else { return false };
         row.buy = keep;
         cash += refund;
     }
@@ -763,17 +769,17 @@ fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_af
                 r.tradable
                     && r.sell == 0
                     && worth_a_lot(r, deficit(r))
-                    && exact_cost(r, p.assets[i], increment).is_some_and(|c| c <= cash)
+                    && exact_cost(i, increment).is_some_and(|c| c <= cash)
             })
             .max_by(|&a, &b| cmp_f64(deficit(&rows[a]), deficit(&rows[b])));
         let Some(i) = best else { break };
         let r = &mut rows[i];
         let increment = r.increment();
-        let Some(lot) = exact_cost(r, p.assets[i], 1) else { return false };
+        let Some(lot) = exact_cost(i, 1) else { return false };
         let affordable = i64::try_from((cash / lot).floor()).unwrap_or(increment);
         let wanted = to_lots(deficit(r) / r.lot_value, Rounding::Inward);
         let add = wanted.min(affordable).max(increment).min(r.max_lots - r.buy);
-        let Some(cost) = exact_cost(r, p.assets[i], add) else { return false };
+        let Some(cost) = exact_cost(i, add) else { return false };
         if cost > cash {
             break;
         }
@@ -784,12 +790,10 @@ fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_af
 }
 
 /// Cash after the plan fills at the assumed prices, in exact decimals.
-fn exact_cash_after(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &[Row]) -> Option<Decimal> {
+fn exact_cash_after(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &[Row], exact: &[(Decimal, Decimal)]) -> Option<Decimal> {
     let mut cash = p.cash.to_decimal()?;
-    for (row, &asset) in rows.iter().zip(p.assets) {
+    for ((row, &asset), &(price, fee)) in rows.iter().zip(p.assets).zip(exact) {
         let quote = &quotes[asset as usize];
-        let fee = price_decimal(row.fee)?;
-        let price = price_decimal(row.price)?;
         let (lots, sign, fee_factor) = if row.sell > 0 {
             (row.sell, Decimal::ONE, Decimal::ONE - fee)
         } else {
