@@ -11,8 +11,11 @@ run sees the same book):
 - python: a plain per-portfolio Python loop on a sample, scaled to N;
 - floor: a numpy copy of as many bytes as the tick must read (every column
   the scan reads), the memory-bandwidth floor of any implementation.
-Prints one JSON object (--json) or a table. Peak memory is the process's
-maximum resident set (ru_maxrss), all stages included.
+Prints one JSON object (--json) or a table. Memory: peak_rss_mb is the
+process's maximum resident set over all stages; build_, tick_ and
+baselines_peak_rss_mb are the peaks while generating and building the book,
+while ticking it (the book and the batches resident), and while the
+baselines run.
 """
 
 from __future__ import annotations
@@ -35,10 +38,27 @@ from baseline import numpy_tick, python_tick  # noqa: E402
 from realistic import realistic_book  # noqa: E402
 
 import rebal  # noqa: E402
+from rebal.book import HOLDING_COLUMNS, PORTFOLIO_COLUMNS  # noqa: E402
 
 # What the scan reads of every portfolio, and of every holding.
 SCANNED_PORTFOLIO_COLUMNS = ("start", "stop", "cash", "cash_target", "active", "trigger", "threshold_kind", "threshold")
 SCANNED_HOLDING_COLUMNS = ("asset", "amount", "target")
+
+
+def peak_rss_mb() -> int:
+    """Peak resident memory since the last `reset_peak` (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def reset_peak() -> None:
+    """Restarts VmHWM from the current RSS (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
@@ -50,10 +70,14 @@ def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
     return best, result
 
 
-def bytes_read(book: rebal.Book) -> int:
-    portfolios, holdings = book.columns(), book.holding_columns()
-    return sum(portfolios[c].nbytes for c in SCANNED_PORTFOLIO_COLUMNS) + sum(
-        holdings[c].nbytes for c in SCANNED_HOLDING_COLUMNS
+def bytes_read(portfolios: int, holdings: int) -> int:
+    """Bytes of every column the scan reads, from the Book's column types."""
+    def width(columns: dict[str, tuple[Any, tuple[int, ...]]], name: str) -> int:
+        dtype, shape = columns[name]
+        return int(np.dtype(dtype).itemsize * np.prod(shape, dtype=int))
+
+    return portfolios * sum(width(PORTFOLIO_COLUMNS, c) for c in SCANNED_PORTFOLIO_COLUMNS) + holdings * sum(
+        width(HOLDING_COLUMNS, c) for c in SCANNED_HOLDING_COLUMNS
     )
 
 
@@ -84,6 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
+    # The floor first, so its two buffers never sit on top of the book.
+    generated = realistic_book(args.portfolios, args.assets, seed=args.seed)
+    nbytes = bytes_read(args.portfolios, int(generated.offsets[-1]))
+    del generated
+    floor_s = floor_seconds(nbytes, args.repeat)
+    reset_peak()
+
     built = time.perf_counter()
     generated = realistic_book(args.portfolios, args.assets, seed=args.seed)
     book = generated.book()
@@ -91,8 +122,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prices = generated.prices
     rows = len(book.holding_columns()["asset"])
 
+    build_peak = peak_rss_mb()
+    reset_peak()
     book.tick(prices, 0, commit=False)  # warm the thread pool and the pages
     rebal_s, batch = best_of(args.repeat, lambda: book.tick(prices, 0, commit=False))
+    tick_peak = peak_rss_mb()
+    reset_peak()
 
     numpy_s, identical = float("nan"), None
     if not args.skip_numpy:
@@ -104,8 +139,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     python_s, in_python = best_of(1, lambda: python_tick(generated, prices, sample))
     python_identical = same_orders(batch, in_python, sample)
 
-    nbytes = bytes_read(book)
-    floor_s = floor_seconds(nbytes, args.repeat)
     result = {
         "portfolios": args.portfolios,
         "assets": args.assets,
@@ -126,6 +159,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bytes_read": nbytes,
         "build_s": round(build_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "build_peak_rss_mb": build_peak,
+        "tick_peak_rss_mb": tick_peak,
+        "baselines_peak_rss_mb": peak_rss_mb(),
         "threads": os.cpu_count(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "rebal": rebal.__version__,

@@ -40,7 +40,15 @@ class Table:
         return {name: array[: self.length] for name, array in self._arrays.items()}
 
     def append(self, values: Mapping[str, npt.ArrayLike], count: int) -> None:
-        """Appends `count` rows; every column must be given."""
+        """Appends `count` rows; every column must be given. The first rows of
+        an empty table are adopted without a copy where dtype and shape fit."""
+        if self.length == 0 and count > self.capacity:
+            adopted = {}
+            for name, (dtype, shape) in self._dtypes.items():
+                array = np.ascontiguousarray(np.broadcast_to(np.asarray(values[name], dtype), (count, *shape)))
+                adopted[name] = array if array.flags.writeable and array.flags.owndata else array.copy()
+            self._arrays, self.length = adopted, count
+            return
         if self.length + count > self.capacity:
             self._grow(max(self.length + count, 2 * self.capacity, 16))
         for name, array in self._arrays.items():
