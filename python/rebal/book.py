@@ -126,20 +126,13 @@ class Book:
         cash: Amounts,
         *,
         id: npt.ArrayLike | None = None,
-        trigger: str = "threshold",
-        threshold: npt.ArrayLike | None = None,
-        threshold_kind: str = "absolute",
-        gate: npt.ArrayLike | None = None,
-        interval_ms: npt.ArrayLike = 0,
-        cooldown_ms: npt.ArrayLike = DEFAULT_COOLDOWN_MS,
-        destination: str = "target",
-        fee_rate: npt.ArrayLike | None = None,
-        cash_target: npt.ArrayLike = 0.0,
-        next_check_ms: npt.ArrayLike = 0,
+        **strategy: Any,
     ) -> npt.NDArray[np.uint64]:
         """Adds portfolios from CSR columns; returns their ids.
 
         id: one per portfolio (default: the next free integers).
+        Strategy settings, keywords, each a scalar or one value per portfolio
+        (defaults as in `_strategy_columns`):
         trigger: "threshold" (rebalance when a weight is off its target by
             `threshold`: a fraction, 0.05 = 5 points when `threshold_kind` is
             "absolute", 5 % of the target when "relative") or "calendar"
@@ -185,19 +178,7 @@ class Book:
             )
 
         ids = self._new_ids(n) if id is None else _int_column(id, np.uint64, "id", n)
-        columns = self._strategy_columns(
-            n,
-            trigger=trigger,
-            threshold=threshold,
-            threshold_kind=threshold_kind,
-            gate=gate,
-            interval_ms=interval_ms,
-            cooldown_ms=cooldown_ms,
-            destination=destination,
-            fee_rate=fee_rate,
-            cash_target=cash_target,
-            next_check_ms=next_check_ms,
-        )
+        columns = self._strategy_columns(n, **strategy)
         columns.update(
             id=ids,
             start=offsets[:-1],

@@ -134,21 +134,8 @@ impl Market {
     }
 
     /// Why an order of `lots` at `price` would be refused, or `None` if it passes.
-    pub fn refusal(&self, lots: i128, price: f64) -> Option<Refusal> {
-        let amount = self.lots_amount(lots);
-        if !self.active {
-            Some(Refusal::MarketInactive)
-        } else if lots <= 0 {
-            Some(Refusal::BelowStep)
-        } else if amount < self.min_amount {
-            Some(Refusal::MinAmount)
-        } else if !notional_at_least(amount, price, self.min_notional) {
-            Some(Refusal::MinNotional)
-        } else if lots > self.max_lots(price) {
-            Some(Refusal::MaxAmount)
-        } else {
-            None
-        }
+    pub fn refusal(&self, lots: i64, price: f64) -> Option<Refusal> {
+        Quote::new(self, price).refusal(lots)
     }
 }
 
@@ -190,8 +177,7 @@ impl Quote {
         }
     }
 
-    /// Why an order of `lots` would be refused, or `None` if it passes;
-    /// the same answer as [`Market::refusal`] at this price.
+    /// Why an order of `lots` would be refused, or `None` if it passes.
     pub fn refusal(&self, lots: i64) -> Option<Refusal> {
         if !self.active {
             Some(Refusal::MarketInactive)
