@@ -338,8 +338,15 @@ pub fn plan_into(
     //    and no affordable lot left unbought.
     let mut cash_after = cash + proceeds - buy_cost(rows);
     let doubt = FLOAT_DOUBT * value;
+    // (Only assets the exact top-up would buy count: for the others the
+    // settle could change nothing.)
     let in_doubt = cash_after < doubt
-        || rows.iter().any(|r| r.tradable && r.sell == 0 && r.min_lots.max(1) as f64 * r.lot_cost() <= cash_after + doubt);
+        || rows.iter().any(|r| {
+            r.tradable
+                && r.sell == 0
+                && r.min_lots.max(1) as f64 * r.lot_cost() <= cash_after + doubt
+                && worth_a_lot(r, deficit(r, v_seen))
+        });
     if in_doubt && settle_exactly(p, quotes, rows, v_seen) {
         cash_after = cash + proceeds - buy_cost(rows);
     }
