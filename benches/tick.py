@@ -41,8 +41,8 @@ import rebal  # noqa: E402
 from rebal.book import HOLDING_COLUMNS, PORTFOLIO_COLUMNS  # noqa: E402
 
 # What the scan reads of every portfolio, and of every holding.
-SCANNED_PORTFOLIO_COLUMNS = ("start", "stop", "cash", "cash_target", "active", "trigger", "threshold_kind", "threshold")
-SCANNED_HOLDING_COLUMNS = ("asset", "amount", "target")
+SCANNED_PORTFOLIO_COLUMNS = ("start", "stop", "cash_float", "cash_target", "active", "trigger", "threshold_kind", "threshold")
+SCANNED_HOLDING_COLUMNS = ("asset", "amount_float", "target")
 
 
 def peak_rss_mb() -> int:

@@ -65,7 +65,7 @@ def book_to_arrow(book: Book) -> Any:
     )
     columns: dict[str, Any] = {"id": pa.array(p["id"][live]), "cash": decimal_array(p["cash"][live])}
     for name, values in p.items():
-        if name not in ("id", "cash", "start", "stop", "alive", "active"):
+        if name not in ("id", "cash", "cash_float", "start", "stop", "alive", "active"):
             columns[name] = pa.array(values[live])
     columns["holdings"] = pa.ListArray.from_arrays(pa.array(offsets), holdings)
     symbols = [m.symbol for m in book.markets]
@@ -76,7 +76,7 @@ def book_from_arrow(book: Book, table: Any) -> Book:
     """Appends the portfolios of `table` (as `book_to_arrow` writes it) to `book`."""
     from rebal.book import PORTFOLIO_COLUMNS
 
-    expected = set(PORTFOLIO_COLUMNS) - {"start", "stop", "alive", "active"} | {"holdings"}
+    expected = set(PORTFOLIO_COLUMNS) - {"start", "stop", "alive", "active", "cash_float"} | {"holdings"}
     missing = expected - set(table.column_names)
     if missing:
         raise ConfigError(f"table: missing columns {sorted(missing)}", field="table", value=sorted(missing))

@@ -42,6 +42,7 @@ PORTFOLIO_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "start": (np.int64, ()),
     "stop": (np.int64, ()),
     "cash": (np.int64, _W),
+    "cash_float": (np.float64, ()),  # the exact cash as a float: what the scan reads
     "cash_target": (np.float64, ()),
     "active": (np.bool_, ()),
     "trigger": (np.uint8, ()),
@@ -63,6 +64,7 @@ PORTFOLIO_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
 HOLDING_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "asset": (np.int32, ()),
     "amount": (np.int64, _W),
+    "amount_float": (np.float64, ()),  # the exact amount as a float: what the scan reads
     "target": (np.float64, ()),
 }
 STRATEGY_COLUMNS = (
@@ -199,6 +201,7 @@ class Book:
         whole, then appends them; nothing is written if any check fails."""
         self._check_new_ids(columns["id"])
         columns["active"] = columns["alive"] & ~columns["paused"]
+        _with_floats(columns, holdings)
         _rebal.validate_book({**columns, **holdings}, self._markets)
         base = self._holdings.length
         columns["start"] = columns["start"] + base
@@ -275,6 +278,7 @@ class Book:
         count = len(assets)
         old["start"], old["stop"] = np.array([0]), np.array([count])
         holdings_columns = {"asset": assets, "amount": amount, "target": target}
+        _with_floats(old, holdings_columns)
         _rebal.validate_book({**old, **holdings_columns}, self._markets)
 
         if count == rows.stop - rows.start:
@@ -520,6 +524,12 @@ class Book:
             "cash_target": _broadcast(cash_target, np.float64, n, "cash_target"),
             "next_check_ms": _broadcast(next_check_ms, np.int64, n, "next_check_ms"),
         }
+
+
+def _with_floats(portfolios: dict[str, np.ndarray], holdings: dict[str, np.ndarray]) -> None:
+    """Sets the float copies of the exact cash and amounts (derived, never given)."""
+    portfolios["cash_float"] = _rebal.amount_floats(np.ascontiguousarray(portfolios["cash"]))
+    holdings["amount_float"] = _rebal.amount_floats(np.ascontiguousarray(holdings["amount"]))
 
 
 def _read_only(view: np.ndarray) -> np.ndarray:

@@ -329,11 +329,11 @@ struct Scan {
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
 fn scan(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>, values: &mut Vec<f64>) -> Scan {
     let rows = book.rows(i);
-    let cash = amount_at(book.cash, i).to_f64();
+    let cash = book.cash_float[i];
     let mut value = cash;
     values.clear();
     for r in rows.clone() {
-        let held = amount_at(book.amount, r).to_f64() * prices[book.asset[r] as usize];
+        let held = book.amount_float[r] * prices[book.asset[r] as usize];
         values.push(held);
         value += held;
     }

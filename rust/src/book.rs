@@ -50,6 +50,9 @@ pub struct BookRef<'a> {
     pub stop: &'a [i64],
     /// Free quote cash, exact (two words per portfolio).
     pub cash: &'a [i64],
+    /// `cash` as a float ([`Amount::to_f64`]), kept by the Book beside the
+    /// exact words so the scan reads 8 bytes and converts nothing.
+    pub cash_float: &'a [f64],
     /// Target weight of the quote asset itself (0 unless it is one of the coins).
     pub cash_target: &'a [f64],
     /// Removed or paused portfolios are skipped by the tick.
@@ -68,6 +71,8 @@ pub struct BookRef<'a> {
     /// Holdings rows: asset index into prices and markets, exact amount, target weight.
     pub asset: &'a [i32],
     pub amount: &'a [i64],
+    /// `amount` as a float, like `cash_float`.
+    pub amount_float: &'a [f64],
     pub target: &'a [f64],
 }
 
@@ -170,6 +175,7 @@ impl BookRef<'_> {
             ("start", self.start.len()),
             ("stop", self.stop.len()),
             ("cash", self.cash.len() / 2),
+            ("cash_float", self.cash_float.len()),
             ("cash_target", self.cash_target.len()),
             ("active", self.active.len()),
             ("trigger", self.trigger.len()),
@@ -190,7 +196,7 @@ impl BookRef<'_> {
             return Err(CoreError::amount("cash", self.cash.len(), "two words per portfolio"));
         }
         let rows = self.asset.len();
-        if self.target.len() != rows || self.amount.len() != 2 * rows {
+        if self.target.len() != rows || self.amount.len() != 2 * rows || self.amount_float.len() != rows {
             return Err(CoreError::config(
                 "holdings",
                 format!("{rows} assets, {} amounts, {} targets", self.amount.len() / 2, self.target.len()),
@@ -224,7 +230,14 @@ impl BookRef<'_> {
         let range = self.rows(i);
         assets.clear();
         amounts.clear();
+        let stale = |float: f64, exact: Amount| float.to_bits() != exact.to_f64().to_bits();
+        if stale(self.cash_float[i], amount_at(self.cash, i)) {
+            return Err(CoreError::amount("cash_float", self.cash_float[i], "must be the exact cash as a float"));
+        }
         for r in range.clone() {
+            if stale(self.amount_float[r], amount_at(self.amount, r)) {
+                return Err(CoreError::amount("amount_float", self.amount_float[r], "must be the exact amount as a float"));
+            }
             let asset = self.asset[r];
             if asset < 0 {
                 return Err(CoreError::config(format!("assets[{}]", r - range.start), asset, "asset index must be >= 0"));

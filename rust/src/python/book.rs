@@ -48,6 +48,7 @@ struct Columns<'py> {
     start: PyReadonlyArray1<'py, i64>,
     stop: PyReadonlyArray1<'py, i64>,
     cash: PyReadonlyArray<'py, i64, Ix2>,
+    cash_float: PyReadonlyArray1<'py, f64>,
     cash_target: PyReadonlyArray1<'py, f64>,
     active: PyReadonlyArray1<'py, bool>,
     trigger: PyReadonlyArray1<'py, u8>,
@@ -60,6 +61,7 @@ struct Columns<'py> {
     fee_rate: PyReadonlyArray1<'py, f64>,
     asset: PyReadonlyArray1<'py, i32>,
     amount: PyReadonlyArray<'py, i64, Ix2>,
+    amount_float: PyReadonlyArray1<'py, f64>,
     target: PyReadonlyArray1<'py, f64>,
 }
 
@@ -71,6 +73,7 @@ impl<'py> Columns<'py> {
             start: column::<_, Ix1>(py, c, "start")?,
             stop: column::<_, Ix1>(py, c, "stop")?,
             cash: column::<_, Ix2>(py, c, "cash")?,
+            cash_float: column::<_, Ix1>(py, c, "cash_float")?,
             cash_target: column::<_, Ix1>(py, c, "cash_target")?,
             active: column::<_, Ix1>(py, c, "active")?,
             trigger: column::<_, Ix1>(py, c, "trigger")?,
@@ -83,6 +86,7 @@ impl<'py> Columns<'py> {
             fee_rate: column::<_, Ix1>(py, c, "fee_rate")?,
             asset: column::<_, Ix1>(py, c, "asset")?,
             amount: column::<_, Ix2>(py, c, "amount")?,
+            amount_float: column::<_, Ix1>(py, c, "amount_float")?,
             target: column::<_, Ix1>(py, c, "target")?,
         })
     }
@@ -93,6 +97,7 @@ impl<'py> Columns<'py> {
             start: slice(py, &self.start, "start")?,
             stop: slice(py, &self.stop, "stop")?,
             cash: slice(py, &self.cash, "cash")?,
+            cash_float: slice(py, &self.cash_float, "cash_float")?,
             cash_target: slice(py, &self.cash_target, "cash_target")?,
             active: slice(py, &self.active, "active")?,
             trigger: slice(py, &self.trigger, "trigger")?,
@@ -105,6 +110,7 @@ impl<'py> Columns<'py> {
             fee_rate: slice(py, &self.fee_rate, "fee_rate")?,
             asset: slice(py, &self.asset, "asset")?,
             amount: slice(py, &self.amount, "amount")?,
+            amount_float: slice(py, &self.amount_float, "amount_float")?,
             target: slice(py, &self.target, "target")?,
         })
     }
@@ -206,6 +212,13 @@ pub fn amount_words_of<'py>(py: Python<'py>, values: &Bound<'py, PyAny>, field: 
     }
     let n = words.len() / 2;
     Ok(PyArray1::from_vec(py, words).reshape([n, 2])?.into_any())
+}
+
+/// The floats the valuation uses for an (n, 2) int64 word array (`Amount::to_f64`).
+#[pyfunction]
+pub fn amount_floats<'py>(py: Python<'py>, words: PyReadonlyArray<'py, i64, Ix2>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let words = slice(py, &words, "amount")?;
+    Ok(PyArray1::from_vec(py, (0..words.len() / 2).map(|i| amount_at(words, i).to_f64()).collect()))
 }
 
 /// Exact decimal strings of an (n, 2) int64 word array, as one bytes buffer

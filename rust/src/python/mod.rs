@@ -22,6 +22,7 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(book::tick, m)?)?;
     m.add_function(wrap_pyfunction!(book::amount_words_of, m)?)?;
     m.add_function(wrap_pyfunction!(book::amount_strings, m)?)?;
+    m.add_function(wrap_pyfunction!(book::amount_floats, m)?)?;
     m.add_function(wrap_pyfunction!(book::client_order_ids, m)?)?;
     Ok(())
 }
