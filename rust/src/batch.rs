@@ -97,15 +97,14 @@ impl LegColumns {
 
     /// The chunks' columns end to end, copied in parallel.
     fn concat(parts: &[LegColumns]) -> LegColumns {
-        let column = |get: fn(&LegColumns) -> &[i64]| gather(parts, get);
         LegColumns {
-            portfolio: column(|p| &p.portfolio),
+            portfolio: gather(parts, |p| &p.portfolio),
             portfolio_id: gather(parts, |p| &p.portfolio_id),
             leg: gather(parts, |p| &p.leg),
             asset: gather(parts, |p| &p.asset),
             side: gather(parts, |p| &p.side),
-            lots: column(|p| &p.lots),
-            amount: column(|p| &p.amount),
+            lots: gather(parts, |p| &p.lots),
+            amount: gather(parts, |p| &p.amount),
             price: gather(parts, |p| &p.price),
             notional: gather(parts, |p| &p.notional),
             fee: gather(parts, |p| &p.fee),
@@ -390,5 +389,22 @@ fn plan_one(
         Status::NothingToDo
     } else {
         Status::Rebalance
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_slot;
+
+    #[test]
+    fn a_calendar_keeps_its_phase() {
+        let day = 86_400_000;
+        assert_eq!(next_slot(0, day, 0), day);
+        assert_eq!(next_slot(0, day, day - 1), day);
+        assert_eq!(next_slot(0, day, 3 * day + 5), 4 * day);
+        assert_eq!(next_slot(day, day, day), 2 * day);
+        let late = next_slot(i64::MIN, day, 0); // far past: the next slot, on the same grid
+        assert!(0 < late && late <= day && late.rem_euclid(day) == i64::MIN.rem_euclid(day));
+        assert_eq!(next_slot(0, i64::MAX, 1), i64::MAX); // saturates, never wraps
     }
 }

@@ -25,6 +25,8 @@ pub const KIND_RELATIVE: u8 = 1;
 pub const DESTINATION_TARGET: u8 = 0;
 pub const DESTINATION_BAND_EDGE: u8 = 1;
 pub const DESTINATION_INNER_BAND: u8 = 2;
+/// Holdings one portfolio may have: a leg number of a client order id is one byte.
+pub const MAX_HOLDINGS: usize = 255;
 /// `last_rebalance_ms` of a portfolio that never rebalanced.
 pub const NEVER: i64 = i64::MIN;
 
@@ -225,6 +227,9 @@ impl BookRef<'_> {
                 format!("{start}..{stop}"),
                 format!("holdings must be a non-empty range within the {rows} rows (offsets increasing)"),
             ));
+        }
+        if stop - start > MAX_HOLDINGS as i64 {
+            return Err(CoreError::config("rows", stop - start, format!("at most {MAX_HOLDINGS} holdings per portfolio")));
         }
         self.strategy(i)?;
         let range = self.rows(i);
