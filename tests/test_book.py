@@ -296,6 +296,15 @@ def test_bad_prices_are_refused_before_any_work(prices: list[float], field: str)
     assert not book.portfolio(0)["locked"] and book.portfolio(0)["epoch"] == 0
 
 
+def test_prices_and_time_must_be_numbers() -> None:
+    book = two_asset_book(("40", "60"), (0.30, 0.70))
+    with pytest.raises(rebal.PriceError):
+        book.tick(["1", "one"], 0)
+    with pytest.raises(rebal.ConfigError) as raised:
+        book.tick(PRICES, 1.5)  # type: ignore[arg-type]
+    assert raised.value.field == "now_ms"
+
+
 def test_a_missing_price_of_an_asset_nobody_holds_is_fine() -> None:
     book = Book.from_columns([0, 2], [0, 1], ["40", "60"], [0.3, 0.7], [0], unit_markets("A", "B", "C"), threshold=0.05)
     assert book.tick([1.0, 1.0, float("nan")], 0).status[0] == Status.REBALANCE

@@ -351,7 +351,12 @@ class Book:
         until `unlock`, its epoch advances (so its client ids are new) and its
         cooldown starts; due calendar checks move to their next slot. With
         ``commit=False`` nothing in the Book changes (a dry run)."""
-        prices = np.ascontiguousarray(prices, dtype=np.float64)
+        try:
+            prices = np.ascontiguousarray(prices, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise PriceError(f"prices: not an array of numbers ({e})", field="prices", value=repr(prices)[:80]) from e
+        if isinstance(now_ms, bool) or not isinstance(now_ms, (int, np.integer)):
+            raise ConfigError(f"now_ms: must be an integer of epoch milliseconds (got {now_ms!r})", field="now_ms", value=now_ms)
         if prices.ndim != 1:
             raise PriceError(f"prices: must be one-dimensional (got shape {prices.shape})", field="prices", value=prices.shape)
         columns = {**self._portfolios.views(), **self._holdings.views()}
