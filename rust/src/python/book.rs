@@ -17,25 +17,25 @@ use crate::python::errors::{guarded, to_pyerr, IntoPyResult};
 use crate::python::market::PyMarket;
 
 /// A column of the dict by name, with the dtype and shape the Book gives it.
-fn column<'py, T: numpy::Element, D: Dimension>(
+fn typed<'py, T: numpy::Element, D: Dimension>(
     py: Python<'py>,
     columns: &Bound<'py, PyDict>,
     name: &str,
-) -> PyResult<PyReadonlyArray<'py, T, D>> {
+) -> PyResult<Bound<'py, PyArray<T, D>>> {
     let missing = || to_pyerr(py, CoreError::config(name, "missing", "the Book has no such column"));
     let array = columns.get_item(name)?.ok_or_else(missing)?;
-    let array = array.cast_into::<PyArray<T, D>>().map_err(|e| {
+    array.cast_into::<PyArray<T, D>>().map_err(|e| {
         let shown = e.into_inner().getattr("dtype").map_or("?".into(), |d| d.to_string());
         to_pyerr(py, CoreError::config(name, shown, "wrong dtype or shape"))
-    })?;
-    Ok(array.readonly())
+    })
+}
+
+fn column<'py, T: numpy::Element, D: Dimension>(py: Python<'py>, columns: &Bound<'py, PyDict>, name: &str) -> PyResult<PyReadonlyArray<'py, T, D>> {
+    Ok(typed::<T, D>(py, columns, name)?.readonly())
 }
 
 fn column_mut<'py, T: numpy::Element>(py: Python<'py>, columns: &Bound<'py, PyDict>, name: &str) -> PyResult<PyReadwriteArray1<'py, T>> {
-    let missing = || to_pyerr(py, CoreError::config(name, "missing", "the Book has no such column"));
-    let array = columns.get_item(name)?.ok_or_else(missing)?;
-    let array = array.cast_into::<PyArray1<T>>().map_err(|_| to_pyerr(py, CoreError::config(name, "?", "wrong dtype")))?;
-    Ok(array.readwrite())
+    Ok(typed::<T, Ix1>(py, columns, name)?.readwrite())
 }
 
 fn slice<'a, T: numpy::Element, D: Dimension>(py: Python<'_>, array: &'a PyReadonlyArray<'_, T, D>, name: &str) -> PyResult<&'a [T]> {
