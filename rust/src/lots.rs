@@ -193,11 +193,14 @@ impl Amount {
     /// Exact decimal for the fallback comparisons (`None` if its significant
     /// digits pass 96 bits, ~28 digits).
     pub fn to_decimal(self) -> Option<Decimal> {
-        // Drop trailing zeros first: 1e11 whole coins is 1e29 atoms but 12 digits.
+        // Drop trailing zeros first: 1e11 whole coins is 1e29 atoms but 12
+        // digits. Nine, three, then one at a time: few 128-bit divisions.
         let (mut atoms, mut scale) = (self.0, DECIMALS);
-        while scale > 0 && atoms % 10 == 0 {
-            atoms /= 10;
-            scale -= 1;
+        for (power, digits) in [(1_000_000_000, 9), (1_000, 3), (10, 1)] {
+            while scale >= digits && atoms % power == 0 {
+                atoms /= power;
+                scale -= digits;
+            }
         }
         Decimal::try_from_i128_with_scale(atoms, scale).ok()
     }
