@@ -69,23 +69,6 @@ impl LegColumns {
         self.portfolio.is_empty()
     }
 
-    /// Room for `n` legs: a chunk's orders then grow without copying.
-    fn with_capacity(n: usize) -> LegColumns {
-        LegColumns {
-            portfolio: Vec::with_capacity(n),
-            portfolio_id: Vec::with_capacity(n),
-            leg: Vec::with_capacity(n),
-            asset: Vec::with_capacity(n),
-            side: Vec::with_capacity(n),
-            lots: Vec::with_capacity(n),
-            amount: Vec::with_capacity(2 * n),
-            price: Vec::with_capacity(n),
-            notional: Vec::with_capacity(n),
-            fee: Vec::with_capacity(n),
-            epoch: Vec::with_capacity(n),
-        }
-    }
-
     fn push_order(&mut self, portfolio: (usize, u64), epoch: u32, leg: &Leg) {
         self.push(portfolio, leg.position, leg.asset, leg.side, leg.lots, leg.amount);
         self.price.push(leg.price);
@@ -237,7 +220,7 @@ pub fn tick(
         .into_par_iter()
         .enumerate()
         .map_init(Worker::default, |worker, (c, (value, dev, rel, status, last, next, lock, epoch))| {
-            let mut out = (LegColumns::with_capacity(value.len() / 2), LegColumns::with_capacity(value.len() / 16));
+            let mut out = (LegColumns::default(), LegColumns::default());
             for k in 0..value.len() {
                 let i = c * CHUNK + k;
                 let slot = Slot {
