@@ -6,8 +6,7 @@ Market rules follow Binance's pattern: the amount step is the power of ten
 that makes one lot worth 0.1–1 USDT (capped at 1 coin), the minimum
 notional 5 USDT, the taker fee 0.1 %. Portfolio values are log-normal
 around 2,000 USDT (100 USDT to 200,000 USDT: the exchanges' limits),
-weights whole percents, thresholds 3, 5 or 10 points (absolute) or 20 %
-(relative).
+weights whole percents, absolute thresholds of 3, 5 or 10 points.
 """
 
 from __future__ import annotations
@@ -93,8 +92,7 @@ def realistic_book(portfolios: int, assets: int, seed: int = 7, triggered_share:
     pct[offsets[:-1]] += short  # the first holding takes the rounding
     target = pct / 100.0
 
-    kinds = rng.choice([0.03, 0.05, 0.05, 0.10], n)
-    threshold = kinds
+    threshold = rng.choice([0.03, 0.05, 0.05, 0.10], n)
 
     # Weights: within 60 % of the band for most, one asset 1.05–2× past it for the triggered.
     triggered = rng.random(n) < triggered_share
