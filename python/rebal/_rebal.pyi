@@ -94,3 +94,49 @@ def amount_floats(words: NDArray[np.int64]) -> NDArray[np.float64]: ...
 def client_order_ids(
     ids: NDArray[np.uint64], epochs: NDArray[np.uint32], legs: NDArray[np.uint8]
 ) -> tuple[bytes, int]: ...
+
+# Money in and out (see rust/src/flows.rs). `invest` and `exit` return
+# {"orders": {...}, "skipped": {...}}: the same columns, keys and dtypes as
+# the "orders" and "skipped" sub-dicts of `tick` (portfolio int64,
+# portfolio_id uint64, leg uint8, asset int32, side uint8 (0 buy, 1 sell),
+# lots int64, amount (n, 2) int64 words, price, notional, fee float64, epoch
+# uint32: the portfolio's `epoch` column for orders, the reason code for skips).
+def invest(
+    columns: Mapping[str, NDArray[Any]],
+    markets: Sequence[Market],
+    prices: NDArray[np.float64],
+    slots: NDArray[np.int64],
+) -> dict[str, dict[str, NDArray[Any]]]:
+    """Buy-only orders investing the free cash of the portfolios at `slots`
+    into their underweight assets: the spendable cash max(0, cash -
+    cash_target * value) goes to each asset in proportion to its shortfall
+    below target (fee deducted), truncated to whole lots; the exact decimal
+    cost, fees included, never passes the cash. Legs the market refuses are
+    skipped with their reason (as in `tick`); a buy that cannot be afforded
+    exactly is skipped as "insufficient_cash". Output in the order of
+    `slots`. A bad price of an asset of a selected portfolio is a PriceError;
+    a slot out of range or given twice is a ConfigError (field "slots")."""
+
+def exit(
+    columns: Mapping[str, NDArray[Any]],
+    markets: Sequence[Market],
+    prices: NDArray[np.float64],
+    slots: NDArray[np.int64],
+) -> dict[str, dict[str, NDArray[Any]]]:
+    """Sell orders turning every holding of the portfolios at `slots` into the
+    quote asset: all whole lots, up to the market's maximum. What is not sold
+    is skipped with its exact amount, so per holding orders + skips = held:
+    the whole holding if the market refuses it ("market_inactive",
+    "min_amount", "min_notional", "below_step"), the lots above the maximum
+    ("max_amount") and the dust below one lot ("below_step"). Prices are
+    needed only for non-zero holdings in active markets."""
+
+def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Value of every portfolio by slot (active or not): cash + sum of
+    amount * price. NaN where a non-zero holding's price is NaN."""
+
+def add_amounts(words: NDArray[np.int64], rows: NDArray[np.int64], deltas: NDArray[np.int64], field: str) -> None:
+    """Adds `deltas` ((m, 2) int64 words, signed) to the exact amounts at
+    `rows` of `words` ((n, 2) int64, changed in place); repeated rows
+    accumulate. All or nothing: a row out of range (ConfigError), an overflow
+    or a result below zero (AmountError, field f"{field}[{row}]") changes nothing."""

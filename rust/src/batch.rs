@@ -38,7 +38,7 @@ pub const SIDE_SELL: u8 = 1;
 
 /// Portfolios per parallel task: small enough to balance two cores when the
 /// triggered ones cluster, large enough that scheduling costs nothing.
-const CHUNK: usize = 2048;
+pub(crate) const CHUNK: usize = 2048;
 
 /// Orders (or skipped legs) as columns.
 #[derive(Default, Debug, Clone, PartialEq)]
@@ -69,7 +69,7 @@ impl LegColumns {
         self.portfolio.is_empty()
     }
 
-    fn push_order(&mut self, portfolio: (usize, u64), epoch: u32, leg: &Leg) {
+    pub(crate) fn push_order(&mut self, portfolio: (usize, u64), epoch: u32, leg: &Leg) {
         self.push(portfolio, leg.position, leg.asset, leg.side, leg.lots, leg.amount);
         self.price.push(leg.price);
         self.notional.push(leg.notional);
@@ -77,7 +77,7 @@ impl LegColumns {
         self.epoch.push(epoch);
     }
 
-    fn push_skip(&mut self, portfolio: (usize, u64), skip: &Skip, quote: &Quote) {
+    pub(crate) fn push_skip(&mut self, portfolio: (usize, u64), skip: &Skip, quote: &Quote) {
         self.push(portfolio, skip.position, skip.asset, skip.side, quote.lots_in(skip.amount), skip.amount);
         self.price.push(quote.price);
         self.notional.push(skip.amount.to_f64() * quote.price);
@@ -96,7 +96,7 @@ impl LegColumns {
     }
 
     /// The chunks' columns end to end, copied in parallel.
-    fn concat(parts: &[LegColumns]) -> LegColumns {
+    pub(crate) fn concat(parts: &[LegColumns]) -> LegColumns {
         LegColumns {
             portfolio: gather(parts, |p| &p.portfolio),
             portfolio_id: gather(parts, |p| &p.portfolio_id),

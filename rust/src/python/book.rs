@@ -30,7 +30,7 @@ fn typed<'py, T: numpy::Element, D: Dimension>(
     })
 }
 
-fn column<'py, T: numpy::Element, D: Dimension>(py: Python<'py>, columns: &Bound<'py, PyDict>, name: &str) -> PyResult<PyReadonlyArray<'py, T, D>> {
+pub(super) fn column<'py, T: numpy::Element, D: Dimension>(py: Python<'py>, columns: &Bound<'py, PyDict>, name: &str) -> PyResult<PyReadonlyArray<'py, T, D>> {
     Ok(typed::<T, D>(py, columns, name)?.readonly())
 }
 
@@ -38,12 +38,12 @@ fn column_mut<'py, T: numpy::Element>(py: Python<'py>, columns: &Bound<'py, PyDi
     Ok(typed::<T, Ix1>(py, columns, name)?.readwrite())
 }
 
-fn slice<'a, T: numpy::Element, D: Dimension>(py: Python<'_>, array: &'a PyReadonlyArray<'_, T, D>, name: &str) -> PyResult<&'a [T]> {
+pub(super) fn slice<'a, T: numpy::Element, D: Dimension>(py: Python<'_>, array: &'a PyReadonlyArray<'_, T, D>, name: &str) -> PyResult<&'a [T]> {
     array.as_slice().map_err(|_| to_pyerr(py, CoreError::config(name, "strided", "column must be contiguous")))
 }
 
 /// The read-only columns of a Book dict, borrowed for the duration of a call.
-struct Columns<'py> {
+pub(super) struct Columns<'py> {
     id: PyReadonlyArray1<'py, u64>,
     start: PyReadonlyArray1<'py, i64>,
     stop: PyReadonlyArray1<'py, i64>,
@@ -67,7 +67,7 @@ struct Columns<'py> {
 
 impl<'py> Columns<'py> {
     /// Exact columns (cash, amount) are (n, 2) int64, read flat as words.
-    fn read(py: Python<'py>, c: &Bound<'py, PyDict>) -> PyResult<Self> {
+    pub(super) fn read(py: Python<'py>, c: &Bound<'py, PyDict>) -> PyResult<Self> {
         Ok(Columns {
             id: column::<_, Ix1>(py, c, "id")?,
             start: column::<_, Ix1>(py, c, "start")?,
@@ -91,7 +91,7 @@ impl<'py> Columns<'py> {
         })
     }
 
-    fn book(&self, py: Python<'_>) -> PyResult<BookRef<'_>> {
+    pub(super) fn book(&self, py: Python<'_>) -> PyResult<BookRef<'_>> {
         Ok(BookRef {
             id: slice(py, &self.id, "id")?,
             start: slice(py, &self.start, "start")?,
@@ -116,7 +116,7 @@ impl<'py> Columns<'py> {
     }
 }
 
-fn markets(markets: &[PyRef<'_, PyMarket>]) -> Vec<Market> {
+pub(super) fn markets(markets: &[PyRef<'_, PyMarket>]) -> Vec<Market> {
     markets.iter().map(|m| m.inner.clone()).collect()
 }
 
@@ -166,7 +166,7 @@ pub fn tick<'py>(
     Ok(out)
 }
 
-fn legs(py: Python<'_>, legs: LegColumns) -> PyResult<Bound<'_, PyDict>> {
+pub(super) fn legs(py: Python<'_>, legs: LegColumns) -> PyResult<Bound<'_, PyDict>> {
     let n = legs.len();
     let out = PyDict::new(py);
     out.set_item("portfolio", PyArray1::from_vec(py, legs.portfolio))?;

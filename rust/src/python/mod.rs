@@ -6,6 +6,7 @@
 mod book;
 mod convert;
 mod errors;
+mod flows;
 mod market;
 mod plan;
 
@@ -24,6 +25,10 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(book::amount_strings, m)?)?;
     m.add_function(wrap_pyfunction!(book::amount_floats, m)?)?;
     m.add_function(wrap_pyfunction!(book::client_order_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(flows::invest, m)?)?;
+    m.add_function(wrap_pyfunction!(flows::exit, m)?)?;
+    m.add_function(wrap_pyfunction!(flows::values, m)?)?;
+    m.add_function(wrap_pyfunction!(flows::add_amounts, m)?)?;
     Ok(())
 }
 

@@ -1,0 +1,110 @@
+//! Money in and out over a Book dict (see `crate::flows`): `invest`,
+//! `exit`, `values` and `add_amounts`. Columns are read in place as in
+//! `tick`; the work runs with the GIL released.
+
+use numpy::{Ix1, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::error::CoreError;
+use crate::flows::{self, Flow};
+use crate::python::book::{column, legs, markets, slice, Columns};
+use crate::python::errors::{guarded, to_pyerr, IntoPyResult};
+use crate::python::market::PyMarket;
+
+/// Buys that invest the free cash of the portfolios at `slots` into their
+/// underweight assets: `{"orders": {...}, "skipped": {...}}` as in `tick`.
+#[pyfunction]
+pub fn invest<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyDict>,
+    markets: Vec<PyRef<'py, PyMarket>>,
+    prices: PyReadonlyArray1<'py, f64>,
+    slots: PyReadonlyArray1<'py, i64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    flow(py, columns, &markets, &prices, &slots, Flow::Invest)
+}
+
+/// Sells of every holding of the portfolios at `slots` (exit mode "sell"):
+/// `{"orders": {...}, "skipped": {...}}` as in `tick`.
+#[pyfunction]
+pub fn exit<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyDict>,
+    markets: Vec<PyRef<'py, PyMarket>>,
+    prices: PyReadonlyArray1<'py, f64>,
+    slots: PyReadonlyArray1<'py, i64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    flow(py, columns, &markets, &prices, &slots, Flow::Exit)
+}
+
+fn flow<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyDict>,
+    markets: &[PyRef<'py, PyMarket>],
+    prices: &PyReadonlyArray1<'py, f64>,
+    slots: &PyReadonlyArray1<'py, i64>,
+    flow: Flow,
+) -> PyResult<Bound<'py, PyDict>> {
+    let markets = self::markets(markets);
+    let read = Columns::read(py, columns)?;
+    let book = read.book(py)?;
+    let prices = slice(py, prices, "prices")?;
+    let slots = slice(py, slots, "slots")?;
+    let epoch_column = column::<u32, Ix1>(py, columns, "epoch")?;
+    let epoch = slice(py, &epoch_column, "epoch")?;
+    if epoch.len() != book.len() {
+        let e = CoreError::config("epoch", epoch.len(), format!("one value per portfolio ({} portfolios)", book.len()));
+        return Err(to_pyerr(py, e));
+    }
+    let (orders, skips) = py
+        .detach(|| {
+            guarded(|| {
+                let slots = flows::check_slots(&book, slots)?;
+                let quotes = flows::quotes(&book, &slots, &markets, prices, flow)?;
+                Ok(match flow {
+                    Flow::Invest => flows::invest(&book, &slots, &quotes, epoch),
+                    Flow::Exit => flows::exit(&book, &slots, &quotes, epoch),
+                })
+            })
+        })?
+        .or_raise(py)?;
+    let out = PyDict::new(py);
+    out.set_item("orders", legs(py, orders)?)?;
+    out.set_item("skipped", legs(py, skips)?)?;
+    Ok(out)
+}
+
+/// Value of every portfolio (by slot): cash + Σ amount·price, as floats.
+#[pyfunction]
+pub fn values<'py>(py: Python<'py>, columns: &Bound<'py, PyDict>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let read = Columns::read(py, columns)?;
+    let book = read.book(py)?;
+    let prices = slice(py, &prices, "prices")?;
+    let values = py.detach(|| guarded(|| flows::values(&book, prices)))?.or_raise(py)?;
+    Ok(PyArray1::from_vec(py, values))
+}
+
+/// Adds `deltas` ((m, 2) int64 words, signed) to the exact amounts at `rows`
+/// of `words` ((n, 2) int64, written in place), all or nothing.
+#[pyfunction]
+pub fn add_amounts<'py>(
+    py: Python<'py>,
+    words: &Bound<'py, PyArray2<i64>>,
+    rows: PyReadonlyArray1<'py, i64>,
+    deltas: PyReadonlyArray2<'py, i64>,
+    field: &str,
+) -> PyResult<()> {
+    let bad = |value: String, reason: &str| to_pyerr(py, CoreError::config(field, value, reason));
+    if words.shape()[1] != 2 {
+        return Err(bad(format!("{:?}", words.shape()), "amounts must be an (n, 2) array of words"));
+    }
+    if deltas.shape()[1] != 2 {
+        return Err(bad(format!("{:?}", deltas.shape()), "deltas must be an (m, 2) array of words"));
+    }
+    let mut writable = words.try_readwrite().map_err(|_| bad("read-only".into(), "amounts must be writable"))?;
+    let words = writable.as_slice_mut().map_err(|_| bad("strided".into(), "amounts must be contiguous"))?;
+    let rows = slice(py, &rows, "rows")?;
+    let deltas = slice(py, &deltas, "deltas")?;
+    py.detach(|| guarded(|| flows::add_amounts(words, rows, deltas, field)))?.or_raise(py)
+}
