@@ -20,10 +20,11 @@ from rebal.columns import decimal_strings, decimals
 from rebal.market import Market
 from rebal.types import Order, Side, SkippedLeg
 
-__all__ = ["OrderBatch", "Legs", "Status", "SIDES", "SKIP_REASONS"]
+__all__ = ["OrderBatch", "Legs", "Status", "SIDES", "SIDE_BUY", "SIDE_SELL", "SKIP_REASONS"]
 
 SIDES: tuple[Side, Side] = ("buy", "sell")
 """`side` codes: 0 = buy, 1 = sell."""
+SIDE_BUY, SIDE_SELL = 0, 1
 SKIP_REASONS = ("min_amount", "min_notional", "max_amount", "market_inactive", "insufficient_cash", "below_step")
 """`reason` codes of skipped legs."""
 
@@ -118,10 +119,15 @@ class OrderBatch(Legs):
     """Per portfolio: a `Status` code."""
     skipped: Legs
     """Legs not sent (unexecutable drift), with `reason` codes."""
+    purpose: npt.NDArray[np.uint8]
+    """Why each order is sent (`rebal.orders.Purpose`): 0 = rebalance (all of
+    a `Book.tick`), 1 = new money (funding, auto-invest), 2 = exit."""
 
     def __init__(self, result: dict[str, Any], markets: Sequence[Market]) -> None:
         orders = result["orders"]
+        orders.setdefault("purpose", np.zeros(len(orders["portfolio"]), np.uint8))
         super().__init__(orders, markets)
+        self.purpose = orders["purpose"]
         self.fee = orders["fee"]
         self.epoch = orders["epoch"]
         for name in ("value", "max_deviation", "max_relative_deviation", "status"):

@@ -17,7 +17,7 @@ ids.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,8 +87,12 @@ class Book:
     asset; holdings point into it and into the price vector of every tick.
     """
 
-    def __init__(self, markets: Sequence[Market]) -> None:
+    def __init__(self, markets: Sequence[Market], *, on_compact: Callable[[npt.NDArray[np.int64]], None] | None = None) -> None:
+        """`on_compact` is told the slots kept, in their new order, whenever
+        the Book compacts: a host keeping its own columns by slot (the
+        Engine does) keeps them aligned with it."""
         self._markets = list(markets)
+        self._on_compact = on_compact
         quotes = {m.quote for m in self._markets}
         if len(quotes) > 1:
             raise ConfigError(f"markets: all must share one quote asset (got {sorted(quotes)})", field="markets", value=sorted(quotes))
@@ -212,8 +216,8 @@ class Book:
 
     def add(
         self,
-        holdings: Mapping[int | str, Any],
-        targets: Mapping[int | str, float],
+        holdings: Mapping[Any, Any],
+        targets: Mapping[Any, float],
         cash: Any = 0,
         **strategy: Any,
     ) -> int:
@@ -240,8 +244,8 @@ class Book:
         self,
         id: int,
         *,
-        holdings: Mapping[int | str, Any] | None = None,
-        targets: Mapping[int | str, float] | None = None,
+        holdings: Mapping[Any, Any] | None = None,
+        targets: Mapping[Any, float] | None = None,
         cash: Any = None,
         **strategy: Any,
     ) -> None:
@@ -306,14 +310,43 @@ class Book:
 
     def pause(self, ids: int | Iterable[int]) -> None:
         """Paused portfolios are valued by no tick and planned by none."""
-        slots = self.slots(ids)
-        self._portfolios["paused"][slots] = True
-        self._portfolios["active"][slots] = False
+        self.pause_slots(self.slots(ids), True)
 
     def resume(self, ids: int | Iterable[int]) -> None:
-        slots = self.slots(ids)
-        self._portfolios["paused"][slots] = False
-        self._portfolios["active"][slots] = True
+        self.pause_slots(self.slots(ids), False)
+
+    def pause_slots(self, slots: npt.NDArray[np.int64], paused: bool) -> None:
+        """`pause` / `resume` by slot (vectorized, for hosts that keep slots)."""
+        self._portfolios["paused"][slots] = paused
+        self._portfolios["active"][slots] = self._portfolios["alive"][slots] & (not paused)
+
+    def lock_slots(self, slots: npt.NDArray[np.int64], locked: bool) -> None:
+        """Orders out (True) or done (False), by slot."""
+        self._portfolios["locked"][slots] = locked
+
+    def add_cash(self, slots: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
+        """Adds exact amounts ((m, 2) words, signed) to the cash of `slots`,
+        all or nothing: a result below zero is an AmountError and changes nothing."""
+        self._add_exact(self._portfolios, "cash", "cash_float", slots, amounts)
+
+    def add_amounts(self, rows: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
+        """Adds exact amounts ((m, 2) words, signed) to holdings `rows`, all or nothing."""
+        self._add_exact(self._holdings, "amount", "amount_float", rows, amounts)
+
+    def set_exact(self, slots: npt.NDArray[np.int64], cash: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
+        """Overwrites the cash of `slots` and the amounts of holdings `rows`
+        with exact words the caller has checked (fills, returns)."""
+        p, h = self._portfolios, self._holdings
+        p["cash"][slots] = cash
+        p["cash_float"][slots] = _rebal.amount_floats(np.ascontiguousarray(cash, dtype=np.int64).reshape(-1, 2))
+        h["amount"][rows] = amounts
+        h["amount_float"][rows] = _rebal.amount_floats(np.ascontiguousarray(amounts, dtype=np.int64).reshape(-1, 2))
+
+    @staticmethod
+    def _add_exact(table: Table, name: str, float_name: str, index: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
+        index = np.ascontiguousarray(index, dtype=np.int64)
+        _rebal.add_amounts(table[name], index, np.ascontiguousarray(amounts, dtype=np.int64).reshape(-1, 2), name)
+        table[float_name][index] = _rebal.amount_floats(np.ascontiguousarray(table[name][index]))
 
     def unlock(self, ids: int | Iterable[int]) -> None:
         """Orders out are done (filled, rejected or cancelled): the next tick may plan again."""
@@ -334,6 +367,8 @@ class Book:
         p["stop"][:] = new_stop
         self._unused_rows = 0
         self._index = None
+        if self._on_compact is not None:
+            self._on_compact(keep)
 
     def _maybe_compact(self) -> None:
         dead = self._portfolios.length - int(self._portfolios["alive"].sum())
@@ -372,6 +407,18 @@ class Book:
     @property
     def markets(self) -> list[Market]:
         return list(self._markets)
+
+    def set_markets(self, markets: Sequence[Market]) -> None:
+        """New rules for the same markets (a step change, a suspension or a
+        delisting: `active=False`), index for index. Checked against every
+        portfolio before it is used."""
+        markets = list(markets)
+        old = [(m.base, m.quote) for m in self._markets]
+        new = [(m.base, m.quote) for m in markets]
+        if new != old:
+            raise ConfigError(f"markets: must be the same assets in the same order ({old} → {new})", field="markets", value=new)
+        _rebal.validate_book({**self._portfolios.views(), **self._holdings.views()}, markets)
+        self._markets = markets
 
     @property
     def ids(self) -> npt.NDArray[np.uint64]:
@@ -495,36 +542,43 @@ class Book:
         self,
         n: int,
         *,
-        trigger: str = "threshold",
+        trigger: str | Sequence[str] = "threshold",
         threshold: npt.ArrayLike | None = None,
-        threshold_kind: str = "absolute",
+        threshold_kind: str | Sequence[str] = "absolute",
         gate: npt.ArrayLike | None = None,
         interval_ms: npt.ArrayLike = 0,
         cooldown_ms: npt.ArrayLike = DEFAULT_COOLDOWN_MS,
-        destination: str = "target",
+        destination: str | Sequence[str] = "target",
         fee_rate: npt.ArrayLike | None = None,
         cash_target: npt.ArrayLike = 0.0,
         next_check_ms: npt.ArrayLike = 0,
     ) -> dict[str, np.ndarray]:
-        """Strategy settings broadcast to n portfolios, as column arrays."""
-        trigger_code = _code(TRIGGERS, trigger, "trigger")
-        if trigger_code == TRIGGERS["threshold"]:
+        """Strategy settings broadcast to n portfolios, as column arrays.
+        `trigger`, `threshold_kind` and `destination` are a name or one per
+        portfolio; with mixed triggers, `threshold` applies to the threshold
+        ones (NaN for the others) and `gate` to the calendar ones."""
+        trigger_code = _codes(TRIGGERS, trigger, "trigger", n)
+        is_threshold = trigger_code == TRIGGERS["threshold"]
+        width = np.zeros(n, np.float64)
+        if is_threshold.any():
             if threshold is None:
                 raise ConfigError("threshold: a threshold trigger needs a threshold (e.g. 0.05)", field="threshold", value=None)
-            width = threshold
-        else:
-            if threshold is not None:
+            width[is_threshold] = _broadcast(threshold, np.float64, n, "threshold")[is_threshold]
+        if not is_threshold.all():
+            if threshold is not None and isinstance(trigger, str):
                 raise ConfigError("threshold: a calendar trigger takes a gate, not a threshold", field="threshold", value=threshold)
-            width = 0.0 if gate is None else gate
-        name, k = _destination(destination)
+            gates = _broadcast(np.nan if gate is None else gate, np.float64, n, "gate")
+            width[~is_threshold] = np.nan_to_num(gates[~is_threshold], nan=0.0)
+        names = np.broadcast_to(np.asarray(destination, dtype=object), (n,))
+        parsed = {d: _destination(d) for d in set(names.tolist())}
         return {
-            "trigger": np.full(n, trigger_code, np.uint8),
-            "threshold_kind": np.full(n, _code(THRESHOLD_KINDS, threshold_kind, "threshold_kind"), np.uint8),
-            "threshold": _broadcast(width, np.float64, n, "threshold" if trigger_code == 0 else "gate"),
+            "trigger": trigger_code,
+            "threshold_kind": _codes(THRESHOLD_KINDS, threshold_kind, "threshold_kind", n),
+            "threshold": width,
             "interval_ms": _broadcast(interval_ms, np.int64, n, "interval_ms"),
             "cooldown_ms": _broadcast(cooldown_ms, np.int64, n, "cooldown_ms"),
-            "destination": np.full(n, DESTINATIONS[name], np.uint8),
-            "inner_k": np.full(n, np.nan if k is None else k, np.float64),
+            "destination": np.array([DESTINATIONS[parsed[d][0]] for d in names.tolist()], np.uint8),
+            "inner_k": np.array([np.nan if parsed[d][1] is None else parsed[d][1] for d in names.tolist()], np.float64),
             "fee_rate": _broadcast(np.nan if fee_rate is None else fee_rate, np.float64, n, "fee_rate"),
             "cash_target": _broadcast(cash_target, np.float64, n, "cash_target"),
             "next_check_ms": _broadcast(next_check_ms, np.int64, n, "next_check_ms"),
@@ -547,6 +601,16 @@ def _code(codes: Mapping[str, int], value: str, field: str) -> int:
     if value not in codes:
         raise ConfigError(f"{field}: must be one of {sorted(codes)} (got {value!r})", field=field, value=value)
     return codes[value]
+
+
+def _codes(codes: Mapping[str, int], values: str | Sequence[str], field: str, n: int) -> npt.NDArray[np.uint8]:
+    """A name, or one per portfolio, as codes."""
+    if isinstance(values, str):
+        return np.full(n, _code(codes, values, field), np.uint8)
+    names = np.asarray(values, dtype=object)
+    if names.shape != (n,):
+        raise ConfigError(f"{field}: expected a name or one per portfolio ({n})", field=field, value=names.shape)
+    return np.array([_code(codes, v, field) for v in names.tolist()], np.uint8)
 
 
 def _name_of(codes: Mapping[str, int], code: int) -> str:

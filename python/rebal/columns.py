@@ -55,6 +55,18 @@ class Table:
             array[self.length : self.length + count] = values[name]
         self.length += count
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The live rows of every column (views), for saving."""
+        return self.views()
+
+    def load(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Replaces the contents with saved columns (every column, one length)."""
+        missing = set(self._dtypes) - set(arrays)
+        if missing:
+            raise KeyError(f"saved columns lack {sorted(missing)}")
+        self._arrays = {name: np.array(arrays[name], dtype=dtype) for name, (dtype, _) in self._dtypes.items()}
+        self.length = len(next(iter(self._arrays.values())))
+
     def keep(self, index: npt.NDArray[np.int64]) -> None:
         """Keeps only the rows at `index`, in that order (compaction)."""
         self._arrays = {name: np.ascontiguousarray(array[: self.length][index]) for name, array in self._arrays.items()}

@@ -13,6 +13,8 @@ __all__ = [
     "PriceError",
     "AmountError",
     "MarketError",
+    "FillError",
+    "InsufficientFunds",
 ]
 
 
@@ -43,3 +45,12 @@ class AmountError(InvalidInput):
 
 class MarketError(InvalidInput):
     """Market rules that cannot be used (no step, bad limits or fees)."""
+
+
+class FillError(InvalidInput):
+    """A fill or reject that cannot be applied: unknown order, negative or
+    excess amount, a fee in a third asset, a balance that would go below zero."""
+
+
+class InsufficientFunds(RebalError):
+    """The user's spot balance does not cover a withdrawal the host was asked for."""
