@@ -51,9 +51,9 @@ stop_loss = 20
 exit = "return"
 
 [trigger]
-type = "calendar"
-every = "1d"
-gate = 3
+type = "threshold"
+threshold = 5
+kind = "relative"
 
 [trailing_take_profit]
 arm = 20
@@ -79,7 +79,7 @@ FULL_JSON = """{
   "take_profit": 50,
   "stop_loss": 20,
   "exit": "return",
-  "trigger": {"type": "calendar", "every": "1d", "gate": 3},
+  "trigger": {"type": "threshold", "threshold": 5, "kind": "relative"},
   "trailing_take_profit": {"arm": 20, "drop": 5},
   "auto_invest": {"amount": "100.25", "cap": 5000.5, "mode": {"type": "schedule", "monthly": 31, "at": "09:30"}}
 }"""
@@ -88,7 +88,7 @@ FULL = StrategyConfig(
     assets={"BTC": 40.0, "ETH": 30.5, "SOL": 29.5},
     investment=Decimal("1000.1"),
     quote="USDT",
-    trigger=CalendarTrigger(every="1d", gate=3.0),
+    trigger=ThresholdTrigger(threshold=5.0, kind="relative"),
     cooldown="1h30m",
     destination="inner_band(0.5)",
     fee_rate=0.001,
@@ -133,7 +133,7 @@ def test_full_config_round_trips_through_json() -> None:
     assert doc["investment"] == "1000.1"  # Decimals as strings
     assert doc["auto_invest"]["amount"] == "100.25"
     assert doc["auto_invest"]["cap"] == "5000.5"
-    assert doc["trigger"]["type"] == "calendar"
+    assert doc["trigger"]["type"] == "threshold"
     assert doc["auto_invest"]["mode"]["type"] == "schedule"
 
 
@@ -257,7 +257,9 @@ def test_float_settings_stay_floats() -> None:
     config = decode_config(FULL_TOML, "toml")
     assert type(config.assets["ETH"]) is float and config.assets["ETH"] == 30.5
     assert type(config.fee_rate) is float and config.fee_rate == 0.001
-    assert isinstance(config.trigger, CalendarTrigger) and type(config.trigger.gate) is float
+    assert isinstance(config.trigger, ThresholdTrigger) and type(config.trigger.threshold) is float
+    calendar = decode_config('assets = { BTC = 50, ETH = 50 }\ninvestment = 100\n[trigger]\ntype = "calendar"\nevery = "1d"\ngate = 3\n', "toml")
+    assert isinstance(calendar.trigger, CalendarTrigger) and type(calendar.trigger.gate) is float
 
 
 # ------------------------------------------------------------ decoding errors
@@ -407,6 +409,12 @@ GOOD_AND_BAD: list[tuple[str, StrategyConfig, StrategyConfig, str]] = [
     ("cooldown ≥ 0", replace(BASE, cooldown="0s"), replace(BASE, cooldown="-1m"), "cooldown"),
     ("cooldown text", replace(BASE, cooldown="1w1d1h1m1s"), replace(BASE, cooldown=""), "cooldown"),
     ("destination", replace(BASE, destination="band_edge"), replace(BASE, destination="edge"), "destination"),
+    (
+        "band destination needs a threshold",
+        replace(BASE, destination="band_edge"),
+        replace(BASE, destination="band_edge", trigger=CalendarTrigger("1d", 3.0)),
+        "destination",
+    ),
     ("inner_band > 0", replace(BASE, destination="inner_band(0.001)"), replace(BASE, destination="inner_band(0)"), "destination"),
     ("inner_band < 1", replace(BASE, destination="inner_band(0.999)"), replace(BASE, destination="inner_band(1)"), "destination"),
     ("inner_band number", replace(BASE, destination="inner_band(.5)"), replace(BASE, destination="inner_band(1e)"), "destination"),
@@ -551,7 +559,7 @@ def test_cooldown_and_interval_ms() -> None:
     assert cooldown_ms(replace(BASE, cooldown="1h30m")) == 5_400_000
     assert interval_ms(ThresholdTrigger(5)) == 0
     assert interval_ms(CalendarTrigger("4h")) == 14_400_000
-    assert interval_ms(FULL.trigger) == 86_400_000
+    assert interval_ms(CalendarTrigger("1d", 3.0)) == 86_400_000
 
 
 def test_weights_are_fractions() -> None:

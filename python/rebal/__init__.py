@@ -9,9 +9,24 @@
 from rebal._rebal import AMOUNT_DECIMALS, __version__, client_order_id
 from rebal.batch import OrderBatch, Status
 from rebal.book import Book
-from rebal.exceptions import AmountError, ConfigError, InvalidInput, MarketError, PriceError, RebalError
+from rebal.config import Limits, StrategyConfig, decode_config, load_config
+from rebal.engine import Engine, Funds
+from rebal.engine_state import Stage
+from rebal.events import Event, EventKind, Events
+from rebal.exceptions import (
+    AmountError,
+    ConfigError,
+    FillError,
+    InsufficientFunds,
+    InvalidInput,
+    MarketError,
+    PriceError,
+    RebalError,
+)
 from rebal.market import DECIMAL_PLACES, TICK_SIZE, Market
+from rebal.orders import Fill, OrderStatus, Purpose, Reject
 from rebal.planner import plan
+from rebal.store import Store
 from rebal.types import Order, Plan, SkippedLeg
 
 __all__ = [
@@ -21,17 +36,34 @@ __all__ = [
     "AmountError",
     "Book",
     "ConfigError",
+    "Engine",
+    "Event",
+    "EventKind",
+    "Events",
+    "Fill",
+    "FillError",
+    "Funds",
+    "InsufficientFunds",
     "InvalidInput",
+    "Limits",
     "Market",
     "MarketError",
     "Order",
     "OrderBatch",
+    "OrderStatus",
     "Plan",
     "PriceError",
+    "Purpose",
     "RebalError",
+    "Reject",
     "SkippedLeg",
+    "Stage",
     "Status",
+    "Store",
+    "StrategyConfig",
     "__version__",
     "client_order_id",
+    "decode_config",
+    "load_config",
     "plan",
 ]

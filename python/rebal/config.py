@@ -16,7 +16,7 @@ float nearest to it. A full configuration::
     stop_loss = 20                                # exit at -20 %
     exit = "sell"                                 # or "return" the coins as they are
 
-    [trigger]                                     # or: type = "calendar", every = "1d", gate = 3
+    [trigger]                                     # or: type = "calendar", every = "1d", gate = 3 (destination "target")
     type = "threshold"
     threshold = 5
     kind = "absolute"                             # or "relative" (to the target weight)
@@ -356,6 +356,12 @@ def validate(config: StrategyConfig, limits: Limits = _DEFAULT_LIMITS) -> Strate
 
     parse_duration(config.cooldown, "cooldown")  # a duration is never negative
     _check_destination(config.destination)
+    if config.destination != "target" and not isinstance(trigger, ThresholdTrigger):
+        raise ConfigError(
+            f"destination: {config.destination!r} moves back into the threshold band; a calendar trigger has none (use 'target')",
+            field="destination",
+            value=config.destination,
+        )
     if config.fee_rate is not None:
         _check_range(config.fee_rate, "fee_rate", 0.0, 1.0, low_open=False, high_open=True)
     if config.take_profit is not None:

@@ -1,0 +1,190 @@
+"""What happened to portfolios, as events the host stores or shows.
+
+A tick can touch a million portfolios, so events are kept as columns (one
+row per event: kind, portfolio id, time, asset, exact amount, a value and a
+reason code) and become `Event` Structs only when asked (`Events.records`).
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from rebal.columns import Table, decimals
+
+__all__ = ["EventKind", "Reason", "Event", "Events", "EventLog", "QUOTE_ASSET"]
+
+QUOTE_ASSET = -1
+"""`asset` of an event about the quote asset (cash) rather than a coin."""
+
+
+class EventKind(enum.IntEnum):
+    CREATED = 0
+    FUNDED = 1
+    """The initial investment arrived and is being bought (`amount`)."""
+    ACTIVE = 2
+    """The initial buy is done: the portfolio is rebalanced from now on."""
+    REBALANCE_STARTED = 3
+    """Orders are out (`value` = number of orders)."""
+    REBALANCE_DONE = 4
+    ORDER_REJECTED = 5
+    """`value` = the order's leg; the next tick re-plans."""
+    AUTO_INVEST_EXECUTED = 6
+    """`amount` drawn from the spot balance and added to the portfolio."""
+    AUTO_INVEST_PAUSED = 7
+    AUTO_INVEST_STOPPED = 8
+    TAKE_PROFIT = 9
+    """`value` = profit (fraction) at the exit."""
+    STOP_LOSS = 10
+    TRAILING_TAKE_PROFIT = 11
+    TERMINATING = 12
+    TERMINATED = 13
+    ASSET_RETURNED = 14
+    """`asset` (or QUOTE_ASSET for cash) and `amount` handed back to the user."""
+    PAUSED = 15
+    RESUMED = 16
+    MODIFIED = 17
+
+
+class Reason(enum.IntEnum):
+    NONE = 0
+    CAP_REACHED = 1
+    """Auto-invest paused: total invested reached the cap."""
+    COMPOSITION_CHANGED = 2
+    INSUFFICIENT_BALANCE = 3
+    MAX_INVESTMENT = 4
+    """Auto-invest stopped: the next cycle would pass the host's maximum investment."""
+    USER = 5
+    TAKE_PROFIT = 6
+    STOP_LOSS = 7
+    TRAILING_TAKE_PROFIT = 8
+    MARKET_INACTIVE = 9
+    """An asset returned in kind because its market takes no orders."""
+    BELOW_MINIMUM = 10
+    """An asset returned in kind because it is below the market's minimum (dust)."""
+    EXIT_RETURN = 11
+    """Returned in kind because the exit mode is `return`."""
+    REJECTED = 12
+
+
+class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One event, for people, logs and small hosts."""
+
+    kind: str
+    portfolio_id: int
+    time_ms: int
+    asset: str | None = None
+    amount: Decimal | None = None
+    value: float | None = None
+    reason: str | None = None
+
+
+EVENT_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "kind": (np.uint8, ()),
+    "portfolio_id": (np.uint64, ()),
+    "time_ms": (np.int64, ()),
+    "asset": (np.int32, ()),
+    "amount": (np.int64, (2,)),
+    "value": (np.float64, ()),
+    "reason": (np.uint8, ()),
+}
+
+
+class Events:
+    """A run of events as read-only numpy columns."""
+
+    def __init__(self, columns: dict[str, np.ndarray], asset_names: list[str], quote: str) -> None:
+        self.columns = columns
+        self._names = asset_names
+        self._quote = quote
+
+    def __len__(self) -> int:
+        return len(self.columns["kind"])
+
+    def count(self, kind: EventKind) -> int:
+        return int((self.columns["kind"] == kind).sum())
+
+    def of(self, kind: EventKind) -> npt.NDArray[np.uint64]:
+        """The portfolio ids of every event of `kind`, in order."""
+        ids: npt.NDArray[np.uint64] = self.columns["portfolio_id"][self.columns["kind"] == kind]
+        return ids
+
+    def records(self) -> list[Event]:
+        c = self.columns
+        amounts = decimals(c["amount"])
+        out = []
+        for k, pid, t, a, amount, value, reason in zip(
+            c["kind"].tolist(), c["portfolio_id"].tolist(), c["time_ms"].tolist(), c["asset"].tolist(),
+            amounts, c["value"].tolist(), c["reason"].tolist(),
+        ):  # fmt: skip
+            kind = EventKind(k)
+            out.append(
+                Event(
+                    kind=kind.name.lower(),
+                    portfolio_id=pid,
+                    time_ms=t,
+                    asset=None if a == QUOTE_ASSET - 1 else (self._quote if a == QUOTE_ASSET else self._names[a]),
+                    amount=amount if kind in _WITH_AMOUNT else None,
+                    value=None if np.isnan(value) else value,
+                    reason=None if reason == Reason.NONE else Reason(reason).name.lower(),
+                )
+            )
+        return out
+
+
+_WITH_AMOUNT = {EventKind.FUNDED, EventKind.AUTO_INVEST_EXECUTED, EventKind.ASSET_RETURNED}
+NO_ASSET = QUOTE_ASSET - 1
+
+
+class EventLog:
+    """Events appended by the Engine, drained by the host."""
+
+    def __init__(self, asset_names: list[str], quote: str) -> None:
+        self._table = Table(EVENT_COLUMNS)
+        self._names = asset_names
+        self._quote = quote
+
+    def __len__(self) -> int:
+        return self._table.length
+
+    def add(
+        self,
+        kind: EventKind,
+        portfolio_id: npt.ArrayLike,
+        time_ms: int,
+        *,
+        asset: npt.ArrayLike = NO_ASSET,
+        amount: npt.ArrayLike | None = None,
+        value: npt.ArrayLike = np.nan,
+        reason: npt.ArrayLike = Reason.NONE,
+    ) -> None:
+        """Appends one event per portfolio id (arrays broadcast)."""
+        ids = np.atleast_1d(np.asarray(portfolio_id, dtype=np.uint64))
+        n = len(ids)
+        if n == 0:
+            return
+        self._table.append(
+            {
+                "kind": np.full(n, kind, np.uint8),
+                "portfolio_id": ids,
+                "time_ms": np.full(n, time_ms, np.int64),
+                "asset": np.broadcast_to(np.asarray(asset, np.int32), (n,)),
+                "amount": np.zeros((n, 2), np.int64) if amount is None else np.asarray(amount, np.int64).reshape(n, 2),
+                "value": np.broadcast_to(np.asarray(value, np.float64), (n,)),
+                "reason": np.broadcast_to(np.asarray(reason, np.uint8), (n,)),
+            },
+            n,
+        )
+
+    def drain(self) -> Events:
+        """The events since the last drain, in order; the log is emptied."""
+        columns = {name: view.copy() for name, view in self._table.views().items()}
+        self._table = Table(EVENT_COLUMNS)
+        for array in columns.values():
+            array.flags.writeable = False
+        return Events(columns, self._names, self._quote)

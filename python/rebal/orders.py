@@ -1,0 +1,136 @@
+"""Orders the Engine sent, and the fills and rejects that come back.
+
+Every order is a row of an `OrderTable` (columns): its client id's parts
+(portfolio id, epoch, leg), asset, side, purpose, the exact amount ordered
+and filled so far, and its status. Fills and rejects arrive as `Fill` and
+`Reject` Structs, matched to orders by client order id.
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from rebal.columns import Table
+
+__all__ = ["Fill", "Reject", "OrderStatus", "Purpose", "OrderTable", "ORDER_COLUMNS"]
+
+
+class Fill(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A (partial) fill of one order, as the venue reports it.
+
+    `cost` is the quote amount that changed hands (ccxt's trade `cost`);
+    when omitted it is amount × price, rounded against the user by at most
+    1e-18. `fee_asset` is the base or the quote asset of the market."""
+
+    client_order_id: str
+    amount: Decimal
+    price: Decimal
+    fee: Decimal = Decimal(0)
+    fee_asset: str | None = None
+    """Default: the quote asset."""
+    cost: Decimal | None = None
+
+
+class Reject(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An order the venue refused or cancelled; what it filled before stays."""
+
+    client_order_id: str
+    reason: str = ""
+    kind: Literal["rejected", "cancelled"] = "rejected"
+
+
+class OrderStatus(enum.IntEnum):
+    OPEN = 0
+    PARTIALLY_FILLED = 1
+    FILLED = 2
+    REJECTED = 3
+    CANCELLED = 4
+
+
+class Purpose(enum.IntEnum):
+    """Why an order was sent."""
+
+    REBALANCE = 0
+    INVEST = 1
+    """Buying with new money: the initial investment or an auto-invest cycle."""
+    EXIT = 2
+    """Selling out on termination."""
+
+
+ORDER_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "portfolio_id": (np.uint64, ()),
+    "epoch": (np.uint32, ()),
+    "leg": (np.uint8, ()),
+    "asset": (np.int32, ()),
+    "side": (np.uint8, ()),
+    "purpose": (np.uint8, ()),
+    "amount": (np.int64, (2,)),
+    "filled": (np.int64, (2,)),
+    "status": (np.uint8, ()),
+    "time_ms": (np.int64, ()),
+}
+
+
+def client_id_key(portfolio_id: int, epoch: int, leg: int) -> str:
+    return f"rb{portfolio_id}-{epoch}-{leg}"
+
+
+class OrderTable:
+    """Every order the Engine sent, as columns, with a lookup of the open ones."""
+
+    def __init__(self) -> None:
+        self.table = Table(ORDER_COLUMNS)
+        self._open: dict[str, int] | None = {}
+        self.changed: set[int] = set()
+        """Rows whose status or fill changed since the store last saved them."""
+
+    def __len__(self) -> int:
+        return self.table.length
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.table[name]
+
+    def append(self, columns: dict[str, np.ndarray]) -> None:
+        n = len(columns["portfolio_id"])
+        if n:
+            self.table.append(columns, n)
+            self._open = None  # rebuilt on the next lookup: a tick never pays for it
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        self.table.load(arrays)
+        self._open = None
+        self.changed.clear()
+
+    def find(self, client_order_id: str) -> int | None:
+        """The row of an order that is still open (or partly filled)."""
+        if self._open is None:
+            t = self.table
+            live = np.flatnonzero(t["status"] <= OrderStatus.PARTIALLY_FILLED)
+            keys = (client_id_key(p, e, g) for p, e, g in zip(t["portfolio_id"][live].tolist(), t["epoch"][live].tolist(), t["leg"][live].tolist()))
+            self._open = dict(zip(keys, live.tolist()))
+        return self._open.get(client_order_id)
+
+    def mark(self, rows: npt.NDArray[np.int64], status: OrderStatus) -> None:
+        """Sets the status of orders that stay open (partly filled)."""
+        self.table["status"][rows] = status
+        self.changed.update(rows.tolist())
+
+    def close_many(self, rows: npt.NDArray[np.int64], status: OrderStatus) -> None:
+        """Orders done: filled, rejected or cancelled."""
+        self.mark(rows, status)
+        if self._open is not None:
+            for key in self.client_order_ids(rows):
+                self._open.pop(key, None)
+
+    def client_order_ids(self, rows: npt.NDArray[np.int64]) -> list[str]:
+        t = self.table
+        return [client_id_key(p, e, g) for p, e, g in zip(t["portfolio_id"][rows].tolist(), t["epoch"][rows].tolist(), t["leg"][rows].tolist())]
+
+    def open_rows(self) -> npt.NDArray[np.int64]:
+        return np.flatnonzero(self.table["status"] <= OrderStatus.PARTIALLY_FILLED)

@@ -1,0 +1,90 @@
+"""Auto-invest (DCA), vectorized over portfolios: which cycles are due and
+which would pass a limit. Drawing the money and buying with it is the
+Engine's (`Engine._auto_invest`).
+
+Modes (SPEC §1): `drawdown` — floating loss ≥ x % and at least the minimum
+interval since the last cycle; `schedule` — every N hours/days, weekly or
+monthly at HH:MM UTC (`rebal.policies.schedule`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rebal.columns import words
+from rebal.config import DrawdownMode, ScheduleMode, StrategyConfig, parse_duration
+from rebal.policies.schedule import next_run, schedule_columns
+
+__all__ = ["DCA_COLUMNS", "DCA_OFF", "DCA_ON", "DCA_PAUSED", "DCA_STOPPED", "columns", "due", "limits", "TOLERANCE"]
+
+DCA_OFF, DCA_ON, DCA_PAUSED, DCA_STOPPED = 0, 1, 2, 3
+MODE_NONE, MODE_DRAWDOWN, MODE_SCHEDULE = 0, 1, 2
+NEVER = np.iinfo(np.int64).min
+TOLERANCE = 1e-9
+"""Slack on limit checks done in floats of exact amounts (far below a cent)."""
+
+DCA_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "dca_state": (np.uint8, ()),
+    "dca_mode": (np.uint8, ()),
+    "dca_amount": (np.int64, (2,)),  # exact, per cycle
+    "dca_amount_float": (np.float64, ()),
+    "dca_cap": (np.float64, ()),  # total invested at which it pauses; inf = none
+    "dca_loss": (np.float64, ()),  # drawdown mode: floating loss (fraction)
+    "dca_min_interval_ms": (np.int64, ()),
+    "dca_last_ms": (np.int64, ()),
+    "dca_next_ms": (np.int64, ()),
+    "dca_anchor_ms": (np.int64, ()),
+    "dca_cycles": (np.int64, ()),
+    "sched_kind": (np.uint8, ()),
+    "sched_every_ms": (np.int64, ()),
+    "sched_weekday": (np.int8, ()),
+    "sched_day": (np.int8, ()),
+    "sched_minute": (np.int16, ()),
+}
+
+
+def columns(configs: Sequence[StrategyConfig], now_ms: int) -> dict[str, np.ndarray]:
+    n = len(configs)
+    plans = [c.auto_invest for c in configs]
+    modes = [a.mode if a else None for a in plans]
+    out: dict[str, np.ndarray] = {
+        "dca_state": np.array([DCA_ON if a else DCA_OFF for a in plans], np.uint8),
+        "dca_mode": np.array([MODE_DRAWDOWN if isinstance(m, DrawdownMode) else MODE_SCHEDULE if m else MODE_NONE for m in modes], np.uint8),
+        "dca_amount": words([str(a.amount) if a else "0" for a in plans], "auto_invest.amount"),
+        "dca_cap": np.array([float(a.cap) if a and a.cap is not None else np.inf for a in plans], np.float64),
+        "dca_loss": np.array([m.loss / 100 if isinstance(m, DrawdownMode) else np.nan for m in modes], np.float64),
+        "dca_min_interval_ms": np.array(
+            [parse_duration(m.min_interval, "auto_invest.mode.min_interval") if isinstance(m, DrawdownMode) else 0 for m in modes], np.int64
+        ),
+        "dca_last_ms": np.full(n, NEVER, np.int64),
+        "dca_anchor_ms": np.full(n, now_ms, np.int64),
+        "dca_cycles": np.zeros(n, np.int64),
+    }
+    out["dca_amount_float"] = np.array([float(a.amount) if a else 0.0 for a in plans], np.float64)
+    sched = schedule_columns([m if isinstance(m, ScheduleMode) else None for m in modes])
+    out.update({f"sched_{name}": sched[name] for name in ("kind", "every_ms", "weekday", "day", "minute")})
+    out["dca_next_ms"] = next_run(sched["kind"], sched["every_ms"], sched["weekday"], sched["day"], sched["minute"], now_ms, out["dca_anchor_ms"])
+    return out
+
+
+def due(s: Any, live: npt.NDArray[np.bool_], value: npt.NDArray[np.float64], now_ms: int) -> npt.NDArray[np.bool_]:
+    """Portfolios whose auto-invest cycle runs at `now_ms`."""
+    on = live & (s["dca_state"] == DCA_ON)
+    scheduled = on & (s["dca_mode"] == MODE_SCHEDULE) & (s["dca_next_ms"] <= now_ms)
+    net = s["net_invested_float"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = np.where(net > 0, (net - value) / np.where(net > 0, net, 1.0), np.nan)
+        rested = (s["dca_last_ms"] == NEVER) | (now_ms - s["dca_last_ms"] >= s["dca_min_interval_ms"])
+        dipped = on & (s["dca_mode"] == MODE_DRAWDOWN) & (loss >= s["dca_loss"] - TOLERANCE) & rested
+    result: npt.NDArray[np.bool_] = scheduled | dipped
+    return result
+
+
+def limits(s: Any, due: npt.NDArray[np.int64], max_investment: float) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(would pass the host's maximum investment, would pass the cap) per due portfolio."""
+    after = s["net_invested_float"][due] + s["dca_amount_float"][due]
+    return after > max_investment + TOLERANCE, after > s["dca_cap"][due] + TOLERANCE
