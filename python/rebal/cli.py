@@ -1,6 +1,8 @@
 """The `rebal` command line.
 
     rebal plan FILE [--json]    plan the rebalance of the portfolio in FILE
+    rebal simulate --portfolios N --ticks T --seed S --store PATH [--json]
+                                run N portfolios on a simulated venue, saved to PATH (resumable)
 """
 
 from __future__ import annotations
@@ -88,8 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan_cmd = commands.add_parser("plan", help="plan the rebalance of a portfolio file (TOML or JSON)")
     plan_cmd.add_argument("file", type=Path)
     plan_cmd.add_argument("--json", action="store_true", help="print the plan as JSON")
+    sim_cmd = commands.add_parser("simulate", help="run N portfolios of random configs on a simulated venue (resumes from --store)")
+    sim_cmd.add_argument("--portfolios", type=int, required=True)
+    sim_cmd.add_argument("--ticks", type=int, required=True, help="hourly ticks of the synthetic price path")
+    sim_cmd.add_argument("--seed", type=int, default=0)
+    sim_cmd.add_argument("--store", type=Path, required=True, help="SQLite file; run again to resume")
+    sim_cmd.add_argument("--json", action="store_true", help="print the final summary (with its digest) as JSON")
     args = parser.parse_args(argv)
 
+    if args.command == "simulate":
+        return _simulate(args)
     try:
         result = _plan_file(args.file)
     except (RebalError, OSError) as e:
@@ -99,6 +109,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     else:
         _print_plan(result)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from rebal.sim import print_progress, simulate
+
+    if args.portfolios < 1 or args.ticks < 0:
+        print("rebal: --portfolios must be ≥ 1 and --ticks ≥ 0", file=sys.stderr)
+        return 2
+    try:
+        result = simulate(args.portfolios, args.ticks, args.seed, args.store, progress=print_progress)
+    except (RebalError, ValueError, OSError) as e:
+        print(f"rebal: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}  {value}")
     return 0
 
 
