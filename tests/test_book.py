@@ -236,6 +236,75 @@ def test_batch_equals_the_single_portfolio_planner(drawn: tuple[Book, np.ndarray
         assert batch.status[i] == expected
 
 
+def _state(book: Book) -> dict[str, np.ndarray]:
+    return {name: column.copy() for name, column in book.columns().items()}
+
+
+@given(books(), st.integers(0, 3 * MINUTE))
+def test_scan_then_plan_is_the_tick(drawn: tuple[Book, np.ndarray, list[dict[str, Any]]], now: int) -> None:
+    """The two halves give the fused tick's orders, statuses and state, bit for bit."""
+    book, prices, _ = drawn
+    twin = Book.from_arrow(book.to_arrow(), book.markets)
+    fused = twin.tick(prices, now)
+    halves = book.plan(book.scan(prices, now))
+    for name in ("portfolio_id", "leg", "side", "lots", "amount_words", "price", "notional", "fee", "epoch", "purpose"):
+        np.testing.assert_array_equal(getattr(halves, name), getattr(fused, name), err_msg=name)
+    for name in ("portfolio_id", "leg", "lots", "amount_words", "purpose"):
+        np.testing.assert_array_equal(getattr(halves.skipped, name), getattr(fused.skipped, name), err_msg=name)
+    np.testing.assert_array_equal(halves.skip_reason, fused.skip_reason)
+    for name in ("value", "max_deviation", "max_relative_deviation", "status"):
+        np.testing.assert_array_equal(getattr(halves, name), getattr(fused, name), err_msg=name)
+    mine, theirs = _state(book), _state(twin)
+    for name in ("locked", "epoch", "last_rebalance_ms", "next_check_ms"):
+        np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+
+
+def test_a_scan_changes_nothing_and_a_held_back_portfolio_is_not_planned() -> None:
+    book = two_asset_book(("70", "30"), (0.5, 0.5))
+    before = _state(book)
+    scan = book.scan(PRICES, 0)
+    assert scan.status[0] == Status.REBALANCE
+    for name, column in _state(book).items():
+        np.testing.assert_array_equal(column, before[name], err_msg=name)
+    scan.status[0] = Status.IDLE  # the host holds it back (e.g. an exit comes first)
+    batch = book.plan(scan)
+    assert len(batch) == 0 and batch.status[0] == Status.IDLE
+    assert not book.portfolio(0)["locked"]
+
+
+def test_plan_invests_new_money_and_exits_in_one_pass() -> None:
+    markets = unit_markets("A", "B")
+    book = Book(markets)
+    fresh = book.add({"A": "0", "B": "0"}, {"A": 0.5, "B": 0.5}, "100", threshold=0.05)
+    leaving = book.add({"A": "30", "B": "20.005"}, {"A": 0.5, "B": 0.5}, "0", threshold=0.05)
+    drifted = book.add({"A": "80", "B": "20"}, {"A": 0.5, "B": 0.5}, "0", threshold=0.05)
+    book.pause([fresh, leaving])  # a host's funding and terminating portfolios are not rebalanced
+    scan = book.scan(PRICES, 0)
+    batch = book.plan(scan, invest=book.slots(fresh), exit=book.slots(leaving))
+    purpose = {int(p): set(batch.purpose[batch.portfolio_id == p].tolist()) for p in (fresh, leaving, drifted)}
+    assert purpose == {fresh: {rebal.Purpose.INVEST}, leaving: {rebal.Purpose.EXIT}, drifted: {rebal.Purpose.REBALANCE}}
+    assert set(batch.sides()[batch.portfolio_id == fresh]) == {"buy"}
+    sold = dict(zip(batch.symbols()[batch.portfolio_id == leaving], batch.amounts()[batch.portfolio_id == leaving]))
+    assert sold == {"A/USDT": "30", "B/USDT": "20"}  # whole lots; the 0.005 dust is skipped
+    dust = batch.skipped.portfolio_id == leaving
+    assert batch.skipped.amounts()[dust].tolist() == ["0.005"] and batch.skipped.purpose[dust].tolist() == [rebal.Purpose.EXIT]
+    for pid in (fresh, leaving, drifted):  # each locked, with new client ids
+        assert book.portfolio(pid)["locked"] and book.portfolio(pid)["epoch"] == 1
+    assert {cid.decode().rsplit("-", 1)[0] for cid in batch.client_order_id} == {f"rb{p}-1" for p in (fresh, leaving, drifted)}
+    assert book.portfolio(drifted)["last_rebalance_ms"] == 0 and book.portfolio(fresh)["last_rebalance_ms"] is None
+
+
+def test_plan_refuses_a_bad_price_where_new_money_needs_it() -> None:
+    book = Book(unit_markets("A", "B"))
+    pid = book.add({"A": "0", "B": "0"}, {"A": 0.5, "B": 0.5}, "100", threshold=0.05)
+    book.pause(pid)
+    scan = book.scan(np.array([1.0, np.nan]), 0)  # nobody active holds B: the scan is fine
+    with pytest.raises(rebal.PriceError) as e:
+        book.plan(scan, invest=book.slots(pid))
+    assert e.value.field == "prices[B]"
+    assert not book.portfolio(pid)["locked"]
+
+
 # ---------------------------------------------------------------- bad columns, refused before any work
 
 GOOD: dict[str, Any] = {

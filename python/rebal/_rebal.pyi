@@ -88,6 +88,25 @@ def tick(
     now_ms: int,
     commit: bool = True,
 ) -> dict[str, Any]: ...
+def scan(
+    columns: Mapping[str, NDArray[Any]],
+    markets: Sequence[Market],
+    prices: NDArray[np.float64],
+    now_ms: int,
+) -> dict[str, Any]:
+    """The first half of a tick: value, deviations and status per portfolio; nothing changes."""
+
+def plan(
+    columns: Mapping[str, NDArray[Any]],
+    markets: Sequence[Market],
+    prices: NDArray[np.float64],
+    now_ms: int,
+    action: NDArray[np.uint8],
+    status: NDArray[np.uint8],
+    commit: bool = True,
+) -> dict[str, Any]:
+    """The second half: each portfolio's action (0 none, 1 rebalance, 2 invest, 3 exit), status updated in place."""
+
 def amount_words_of(values: Any, field: str) -> NDArray[np.int64]: ...
 def amount_strings(words: NDArray[np.int64]) -> tuple[bytes, int]: ...
 def amount_floats(words: NDArray[np.int64]) -> NDArray[np.float64]: ...

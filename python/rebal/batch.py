@@ -20,7 +20,7 @@ from rebal.columns import decimal_strings, decimals
 from rebal.market import Market
 from rebal.types import Order, Side, SkippedLeg
 
-__all__ = ["OrderBatch", "Legs", "Status", "SIDES", "SIDE_BUY", "SIDE_SELL", "SKIP_REASONS"]
+__all__ = ["OrderBatch", "Legs", "Scan", "Status", "SIDES", "SIDE_BUY", "SIDE_SELL", "SKIP_REASONS"]
 
 SIDES: tuple[Side, Side] = ("buy", "sell")
 """`side` codes: 0 = buy, 1 = sell."""
@@ -46,6 +46,28 @@ class Status(enum.IntEnum):
     """Removed or paused."""
 
 
+class Scan:
+    """What `Book.scan` found, per portfolio (by slot): value, deviations
+    and status, at the scan's prices and time. `status` is writable: a host
+    may set a REBALANCE back to IDLE to hold a portfolio back from `plan`."""
+
+    value: npt.NDArray[np.float64]
+    max_deviation: npt.NDArray[np.float64]
+    max_relative_deviation: npt.NDArray[np.float64]
+    status: npt.NDArray[np.uint8]
+
+    def __init__(self, columns: dict[str, np.ndarray], prices: npt.NDArray[np.float64], now_ms: int) -> None:
+        for name in ("value", "max_deviation", "max_relative_deviation"):
+            columns[name].flags.writeable = False
+        self.columns = columns
+        self.value = columns["value"]
+        self.max_deviation = columns["max_deviation"]
+        self.max_relative_deviation = columns["max_relative_deviation"]
+        self.status = columns["status"]
+        self.prices = prices
+        self.now_ms = now_ms
+
+
 class Legs:
     """Orders or skipped legs as columns (read-only numpy arrays)."""
 
@@ -64,6 +86,9 @@ class Legs:
     """The exact amount (lots × step) as (n, 2) int64 words of decimal128(38, 18)."""
     price: npt.NDArray[np.float64]
     notional: npt.NDArray[np.float64]
+    purpose: npt.NDArray[np.uint8]
+    """Why each leg (`rebal.orders.Purpose`): 0 = rebalance (all of a
+    `Book.tick`), 1 = new money (funding, auto-invest), 2 = exit."""
 
     def __init__(self, columns: dict[str, np.ndarray], markets: Sequence[Market]) -> None:
         self._markets = markets
@@ -78,6 +103,7 @@ class Legs:
         self.amount_words = columns["amount"]
         self.price = columns["price"]
         self.notional = columns["notional"]
+        self.purpose = columns["purpose"]
         self._columns = columns
 
     def __len__(self) -> int:
@@ -119,19 +145,14 @@ class OrderBatch(Legs):
     """Per portfolio: a `Status` code."""
     skipped: Legs
     """Legs not sent (unexecutable drift), with `reason` codes."""
-    purpose: npt.NDArray[np.uint8]
-    """Why each order is sent (`rebal.orders.Purpose`): 0 = rebalance (all of
-    a `Book.tick`), 1 = new money (funding, auto-invest), 2 = exit."""
 
     def __init__(self, result: dict[str, Any], markets: Sequence[Market]) -> None:
         orders = result["orders"]
-        orders.setdefault("purpose", np.zeros(len(orders["portfolio"]), np.uint8))
         super().__init__(orders, markets)
-        self.purpose = orders["purpose"]
         self.fee = orders["fee"]
         self.epoch = orders["epoch"]
         for name in ("value", "max_deviation", "max_relative_deviation", "status"):
-            result[name].flags.writeable = False
+            result[name].flags.writeable = False  # a Scan's status is frozen once planned
         self.value = result["value"]
         self.max_deviation = result["max_deviation"]
         self.max_relative_deviation = result["max_relative_deviation"]

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rebal import _rebal
-from rebal.batch import OrderBatch
+from rebal.batch import OrderBatch, Scan, Status
 from rebal.columns import Table, decimals, words
 from rebal.exceptions import ConfigError, PriceError
 from rebal.market import Market
@@ -386,17 +386,41 @@ class Book:
         until `unlock`, its epoch advances (so its client ids are new) and its
         cooldown starts; due calendar checks move to their next slot. With
         ``commit=False`` nothing in the Book changes (a dry run)."""
-        try:
-            prices = np.ascontiguousarray(prices, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise PriceError(f"prices: not an array of numbers ({e})", field="prices", value=repr(prices)[:80]) from e
-        if isinstance(now_ms, bool) or not isinstance(now_ms, (int, np.integer)):
-            raise ConfigError(f"now_ms: must be an integer of epoch milliseconds (got {now_ms!r})", field="now_ms", value=now_ms)
-        if prices.ndim != 1:
-            raise PriceError(f"prices: must be one-dimensional (got shape {prices.shape})", field="prices", value=prices.shape)
-        columns = {**self._portfolios.views(), **self._holdings.views()}
-        result = _rebal.tick(columns, self._markets, prices, int(now_ms), commit)
+        prices, now_ms = _tick_inputs(prices, now_ms)
+        result = _rebal.tick(self._columns(), self._markets, prices, now_ms, commit)
         return OrderBatch(result, self._markets)
+
+    def scan(self, prices: npt.ArrayLike, now_ms: int) -> Scan:
+        """The first half of `tick`: every portfolio's value, deviations and
+        status (REBALANCE: triggered and free to plan), changing nothing. A
+        host decides between the halves — sets a status back to IDLE, picks
+        portfolios to invest new money or to exit — then calls `plan`."""
+        prices, now_ms = _tick_inputs(prices, now_ms)
+        return Scan(_rebal.scan(self._columns(), self._markets, prices, now_ms), prices, now_ms)
+
+    def plan(
+        self,
+        scan: Scan,
+        *,
+        invest: npt.ArrayLike | None = None,
+        exit: npt.ArrayLike | None = None,
+        commit: bool = True,
+    ) -> OrderBatch:
+        """The second half of `tick`, at the scan's prices and time: plans
+        every portfolio whose status is REBALANCE, buys the underweight assets
+        with the free cash of the slots in `invest` (never selling), and sells
+        every holding of the slots in `exit`, all in one parallel pass. The
+        orders carry their `purpose`; commits as `tick` does."""
+        action = (scan.status == Status.REBALANCE).astype(np.uint8)
+        for slots, code in ((invest, ACTION_INVEST), (exit, ACTION_EXIT)):
+            if slots is not None:
+                action[_int_column(slots, np.int64, "slots")] = code
+        result = _rebal.plan(self._columns(), self._markets, scan.prices, scan.now_ms, action, scan.status, commit)
+        result.update(scan.columns)
+        return OrderBatch(result, self._markets)
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        return {**self._portfolios.views(), **self._holdings.views()}
 
     # ------------------------------------------------------------------ reading
 
@@ -583,6 +607,21 @@ class Book:
             "cash_target": _broadcast(cash_target, np.float64, n, "cash_target"),
             "next_check_ms": _broadcast(next_check_ms, np.int64, n, "next_check_ms"),
         }
+
+
+ACTION_INVEST, ACTION_EXIT = 2, 3  # codes of `_rebal.plan` (1 = rebalance)
+
+
+def _tick_inputs(prices: npt.ArrayLike, now_ms: Any) -> tuple[npt.NDArray[np.float64], int]:
+    try:
+        array = np.ascontiguousarray(prices, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise PriceError(f"prices: not an array of numbers ({e})", field="prices", value=repr(prices)[:80]) from e
+    if isinstance(now_ms, bool) or not isinstance(now_ms, (int, np.integer)):
+        raise ConfigError(f"now_ms: must be an integer of epoch milliseconds (got {now_ms!r})", field="now_ms", value=now_ms)
+    if array.ndim != 1:
+        raise PriceError(f"prices: must be one-dimensional (got shape {array.shape})", field="prices", value=array.shape)
+    return array, int(now_ms)
 
 
 def _with_floats(portfolios: dict[str, np.ndarray], holdings: dict[str, np.ndarray]) -> None:

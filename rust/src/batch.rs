@@ -6,7 +6,8 @@
 
 use rayon::prelude::*;
 
-use crate::book::{amount_at, amount_words, BookRef, StateMut, Strategy, NEVER, TRIGGER_CALENDAR};
+use crate::book::{amount_at, amount_words, BookRef, StateMut, StateRef, Strategy, NEVER, TRIGGER_CALENDAR};
+use crate::flows::Flow;
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::{Market, Quote};
@@ -59,6 +60,8 @@ pub struct LegColumns {
     pub fee: Vec<f64>,
     /// Rebalance epoch of the client order id (orders) or the skip reason code (skips).
     pub epoch: Vec<u32>,
+    /// Why: [`PURPOSE_REBALANCE`], [`PURPOSE_INVEST`] or [`PURPOSE_EXIT`].
+    pub purpose: Vec<u8>,
 }
 
 impl LegColumns {
@@ -67,6 +70,11 @@ impl LegColumns {
     }
     pub fn is_empty(&self) -> bool {
         self.portfolio.is_empty()
+    }
+
+    /// Gives the legs pushed since the last tag their purpose.
+    pub(crate) fn tag(&mut self, purpose: u8) {
+        self.purpose.resize(self.portfolio.len(), purpose);
     }
 
     pub(crate) fn push_order(&mut self, portfolio: (usize, u64), epoch: u32, leg: &Leg) {
@@ -109,6 +117,7 @@ impl LegColumns {
             notional: gather(parts, |p| &p.notional),
             fee: gather(parts, |p| &p.fee),
             epoch: gather(parts, |p| &p.epoch),
+            purpose: gather(parts, |p| &p.purpose),
         }
     }
 }
@@ -141,6 +150,12 @@ pub struct Batch {
     pub orders: LegColumns,
     /// Legs not sent (unexecutable drift); `epoch` holds the reason code.
     pub skips: LegColumns,
+}
+
+impl Batch {
+    fn sized(n: usize) -> Batch {
+        Batch { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n], ..Batch::default() }
+    }
 }
 
 /// One worker's reusable memory.
@@ -181,8 +196,9 @@ pub fn quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64]) -> Result<
     Ok(markets.iter().zip(prices).map(|(m, &price)| Quote::new(m, price)).collect())
 }
 
-/// Scans and plans every portfolio at `prices` and `now_ms`. With `commit`,
-/// a portfolio that gets orders is locked, its epoch advanced and its
+/// Scans and plans every portfolio at `prices` and `now_ms`, in one pass:
+/// [`scan`] and [`plan`] of every triggered portfolio. With `commit`, a
+/// portfolio that gets orders is locked, its epoch advanced and its
 /// rebalance time set, and due calendar checks move to their next slot.
 /// The Book must have passed [`BookRef::validate`] against `markets`.
 pub fn tick(
@@ -193,19 +209,9 @@ pub fn tick(
     now_ms: i64,
     commit: bool,
 ) -> Result<Batch> {
-    let n = book.len();
-    let lengths = [state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len(), state.epoch.len()];
-    if lengths.iter().any(|&len| len != n) {
-        return Err(CoreError::config("state", format!("{lengths:?}"), format!("one value per portfolio ({n} portfolios)")));
-    }
+    check_state(book, &state)?;
     let quotes = quotes(book, markets, prices)?;
-    let mut batch = Batch {
-        value: vec![0.0; n],
-        max_deviation: vec![0.0; n],
-        max_relative_deviation: vec![0.0; n],
-        status: vec![0; n],
-        ..Batch::default()
-    };
+    let mut batch = Batch::sized(book.len());
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let parts: Vec<(LegColumns, LegColumns)> = (
         batch.value.par_chunks_mut(CHUNK),
@@ -223,90 +229,244 @@ pub fn tick(
             let mut out = (LegColumns::default(), LegColumns::default());
             for k in 0..value.len() {
                 let i = c * CHUNK + k;
-                let slot = Slot {
-                    value: &mut value[k],
-                    deviation: &mut dev[k],
-                    relative: &mut rel[k],
-                    status: &mut status[k],
-                    last_rebalance_ms: &mut last[k],
-                    next_check_ms: &mut next[k],
-                    locked: &mut lock[k],
-                    epoch: &mut epoch[k],
-                };
-                visit(book, i, slot, &quotes, prices, now_ms, commit, worker, &mut out);
+                let (seen, found) = look(book, i, prices, now_ms, (last[k], next[k], lock[k]), &mut worker.values);
+                (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
+                let action = if found == Status::Rebalance { ACTION_REBALANCE } else { ACTION_NONE };
+                let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
+                act(book, i, action, &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
             }
             out
         })
         .collect();
-    let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-    (batch.orders, batch.skips) = rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips));
+    (batch.orders, batch.skips) = gather_parts(parts);
     Ok(batch)
 }
 
-/// One portfolio's cells of the per-portfolio columns.
-struct Slot<'a> {
-    value: &'a mut f64,
-    deviation: &'a mut f64,
-    relative: &'a mut f64,
-    status: &'a mut u8,
+/// What [`scan`] finds per portfolio: value, deviations and status, where
+/// `Rebalance` means "triggered and free to plan" until [`plan`] decides.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct Scanned {
+    pub value: Vec<f64>,
+    pub max_deviation: Vec<f64>,
+    pub max_relative_deviation: Vec<f64>,
+    pub status: Vec<u8>,
+}
+
+/// Values every portfolio and checks its trigger, cooldown and lock,
+/// planning nothing and changing nothing: the first half of a tick, so a
+/// host can decide between the halves (an exit, new money) what [`plan`] does.
+pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices: &[f64], now_ms: i64) -> Result<Scanned> {
+    let n = book.len();
+    let lengths = [state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len()];
+    if lengths.iter().any(|&len| len != n) {
+        return Err(CoreError::config("state", format!("{lengths:?}"), format!("one value per portfolio ({n} portfolios)")));
+    }
+    quotes(book, markets, prices)?; // refuses a bad price of a held asset
+    let mut out = Scanned { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n] };
+    (
+        out.value.par_chunks_mut(CHUNK),
+        out.max_deviation.par_chunks_mut(CHUNK),
+        out.max_relative_deviation.par_chunks_mut(CHUNK),
+        out.status.par_chunks_mut(CHUNK),
+    )
+        .into_par_iter()
+        .enumerate()
+        .for_each_init(Vec::new, |values, (c, (value, dev, rel, status))| {
+            for k in 0..value.len() {
+                let i = c * CHUNK + k;
+                let cells = (state.last_rebalance_ms[i], state.next_check_ms[i], state.locked[i]);
+                let (seen, found) = look(book, i, prices, now_ms, cells, values);
+                (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
+            }
+        });
+    Ok(out)
+}
+
+/// The second half of a tick: carries out each portfolio's `action` —
+/// [`ACTION_REBALANCE`] plans it (its `status` becomes `Rebalance` or
+/// `NothingToDo`), [`ACTION_INVEST`] buys with its free cash
+/// ([`crate::flows::invest`]), [`ACTION_EXIT`] sells everything
+/// ([`crate::flows::exit`]) — and commits as [`tick`] does. Orders come out
+/// in portfolio order, each with its purpose.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    book: &BookRef<'_>,
+    state: StateMut<'_>,
+    markets: &[Market],
+    prices: &[f64],
+    now_ms: i64,
+    commit: bool,
+    action: &[u8],
+    status: &mut [u8],
+) -> Result<(LegColumns, LegColumns)> {
+    check_state(book, &state)?;
+    let n = book.len();
+    if action.len() != n || status.len() != n {
+        let lengths = format!("{} actions, {} statuses", action.len(), status.len());
+        return Err(CoreError::config("action", lengths, format!("one per portfolio ({n} portfolios)")));
+    }
+    if let Some(bad) = action.iter().find(|&&a| a > ACTION_EXIT) {
+        return Err(CoreError::config("action", bad, "must be 0 (none), 1 (rebalance), 2 (invest) or 3 (exit)"));
+    }
+    let quotes = plan_quotes(book, markets, prices, action)?;
+    let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
+    let parts: Vec<(LegColumns, LegColumns)> = (
+        action.par_chunks(CHUNK),
+        status.par_chunks_mut(CHUNK),
+        last_rebalance_ms.par_chunks_mut(CHUNK),
+        next_check_ms.par_chunks_mut(CHUNK),
+        locked.par_chunks_mut(CHUNK),
+        epoch.par_chunks_mut(CHUNK),
+    )
+        .into_par_iter()
+        .enumerate()
+        .map_init(Worker::default, |worker, (c, (action, status, last, next, lock, epoch))| {
+            let mut out = (LegColumns::default(), LegColumns::default());
+            for k in 0..action.len() {
+                let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
+                act(book, c * CHUNK + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
+            }
+            out
+        })
+        .collect();
+    Ok(gather_parts(parts))
+}
+
+/// What [`plan`] does with a portfolio (its `action`).
+pub const ACTION_NONE: u8 = 0;
+pub const ACTION_REBALANCE: u8 = 1;
+pub const ACTION_INVEST: u8 = 2;
+pub const ACTION_EXIT: u8 = 3;
+
+/// Why an order is sent (the `purpose` column).
+pub const PURPOSE_REBALANCE: u8 = 0;
+pub const PURPOSE_INVEST: u8 = 1;
+pub const PURPOSE_EXIT: u8 = 2;
+
+fn check_state(book: &BookRef<'_>, state: &StateMut<'_>) -> Result<()> {
+    let n = book.len();
+    let lengths = [state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len(), state.epoch.len()];
+    if lengths.iter().any(|&len| len != n) {
+        return Err(CoreError::config("state", format!("{lengths:?}"), format!("one value per portfolio ({n} portfolios)")));
+    }
+    Ok(())
+}
+
+/// The quotes for a plan pass: prices are checked, naming the asset, where
+/// an action needs them (see [`crate::flows::quotes`] for new money and exits).
+fn plan_quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64], action: &[u8]) -> Result<Vec<Quote>> {
+    let all = quotes(book, markets, prices)?;
+    if prices.iter().all(|&p| check_price(p, "").is_ok()) {
+        return Ok(all);
+    }
+    for (code, flow) in [(ACTION_INVEST, Flow::Invest), (ACTION_EXIT, Flow::Exit)] {
+        let slots: Vec<usize> = (0..action.len()).filter(|&i| action[i] == code).collect();
+        crate::flows::quotes(book, &slots, markets, prices, flow)?;
+    }
+    Ok(all)
+}
+
+fn gather_parts(parts: Vec<(LegColumns, LegColumns)>) -> (LegColumns, LegColumns) {
+    let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips))
+}
+
+/// The state cells of one portfolio that a plan commits.
+struct Cells<'a> {
     last_rebalance_ms: &'a mut i64,
     next_check_ms: &'a mut i64,
     locked: &'a mut bool,
     epoch: &'a mut u32,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn visit(
+/// Value, deviations and status of portfolio i (`cells`: last rebalance,
+/// next calendar check, lock). Nothing is planned or changed.
+fn look(
     book: &BookRef<'_>,
     i: usize,
-    slot: Slot<'_>,
-    quotes: &[Quote],
     prices: &[f64],
+    now_ms: i64,
+    (last, next, locked): (i64, i64, bool),
+    values: &mut Vec<f64>,
+) -> (Scan, Status) {
+    if !book.active[i] {
+        return (Scan::default(), Status::Inactive);
+    }
+    // The scan needs only the band; the whole strategy is decoded for the
+    // few portfolios that get planned.
+    let seen = scan_one(book, i, prices, book.band(i), values);
+    let due = book.trigger[i] != TRIGGER_CALENDAR || now_ms >= next;
+    let status = if !(due && seen.breached) {
+        Status::Idle
+    } else if locked {
+        Status::Locked
+    } else if last != NEVER && now_ms < last.saturating_add(book.cooldown_ms[i]) {
+        Status::Cooldown
+    } else {
+        Status::Rebalance
+    };
+    (seen, status)
+}
+
+/// Carries out `action` for portfolio i and, with `commit`, writes its
+/// state: a portfolio that gets orders is locked and its epoch advanced
+/// (its orders carry the new epoch); a rebalance sets the rebalance time; a
+/// due calendar check that ran moves to its next slot (one held back by the
+/// lock or the cooldown stays due).
+#[allow(clippy::too_many_arguments)]
+fn act(
+    book: &BookRef<'_>,
+    i: usize,
+    action: u8,
+    status: &mut u8,
+    cells: Cells<'_>,
+    quotes: &[Quote],
     now_ms: i64,
     commit: bool,
     worker: &mut Worker,
     out: &mut (LegColumns, LegColumns),
 ) {
-    let status = |s: Status| s as u8;
-    if !book.active[i] {
-        *slot.status = status(Status::Inactive);
-        return;
-    }
-    // The scan needs only the band; the whole strategy is decoded for the
-    // few portfolios that get planned.
     let calendar = book.trigger[i] == TRIGGER_CALENDAR;
-    let scan = scan(book, i, prices, book.band(i), &mut worker.values);
-    *slot.value = scan.value;
-    *slot.deviation = scan.deviation;
-    *slot.relative = scan.relative;
-    let due = !calendar || now_ms >= *slot.next_check_ms;
-    let triggered = due && scan.breached;
-    let cooling = || *slot.last_rebalance_ms != NEVER && now_ms < slot.last_rebalance_ms.saturating_add(book.cooldown_ms[i]);
-    let outcome = if !triggered {
-        Status::Idle
-    } else if *slot.locked {
-        Status::Locked
-    } else if cooling() {
-        Status::Cooldown
-    } else {
-        match book.strategy(i) {
-            Ok(strategy) => plan_one(book, i, &strategy, quotes, *slot.epoch, worker, out),
-            // Refused when it was written (the Book checks every write); never planned.
-            Err(_) => Status::Inactive,
+    if action == ACTION_NONE && !calendar {
+        return; // most portfolios: nothing to plan, no calendar to move
+    }
+    let next_epoch = cells.epoch.wrapping_add(1);
+    let orders_before = out.0.len();
+    let purpose = match action {
+        ACTION_REBALANCE => {
+            *status = match book.strategy(i) {
+                Ok(strategy) => plan_one(book, i, &strategy, quotes, next_epoch, worker, out),
+                // Refused when it was written (the Book checks every write); never planned.
+                Err(_) => Status::Inactive,
+            } as u8;
+            PURPOSE_REBALANCE
         }
+        ACTION_INVEST => {
+            crate::flows::invest_one(book, i, quotes, next_epoch, out);
+            PURPOSE_INVEST
+        }
+        ACTION_EXIT => {
+            crate::flows::exit_one(book, i, quotes, next_epoch, out);
+            PURPOSE_EXIT
+        }
+        _ => PURPOSE_REBALANCE,
     };
-    *slot.status = status(outcome);
+    out.0.tag(purpose);
+    out.1.tag(purpose);
     if !commit {
         return;
     }
-    if outcome == Status::Rebalance {
-        *slot.locked = true;
-        *slot.epoch = slot.epoch.wrapping_add(1);
-        *slot.last_rebalance_ms = now_ms;
+    if out.0.len() > orders_before {
+        *cells.locked = true;
+        *cells.epoch = next_epoch;
+        if action == ACTION_REBALANCE {
+            *cells.last_rebalance_ms = now_ms;
+        }
     }
-    // A due check that could not run (orders out, cooldown) stays due.
-    if calendar && due && matches!(outcome, Status::Idle | Status::Rebalance | Status::NothingToDo) {
-        *slot.next_check_ms = next_slot(*slot.next_check_ms, book.interval_ms[i].max(1), now_ms);
+    let calendar_due = calendar && book.active[i] && now_ms >= *cells.next_check_ms;
+    let ran = [Status::Idle, Status::Rebalance, Status::NothingToDo].iter().any(|&s| *status == s as u8);
+    if calendar_due && ran {
+        *cells.next_check_ms = next_slot(*cells.next_check_ms, book.interval_ms[i].max(1), now_ms);
     }
 }
 
@@ -317,6 +477,7 @@ pub fn next_slot(next: i64, interval_ms: i64, now_ms: i64) -> i64 {
     (next as i128 + missed.max(1) * interval_ms as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
+#[derive(Default)]
 struct Scan {
     value: f64,
     deviation: f64,
@@ -326,7 +487,7 @@ struct Scan {
 }
 
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
-fn scan(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>, values: &mut Vec<f64>) -> Scan {
+fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>, values: &mut Vec<f64>) -> Scan {
     let rows = book.rows(i);
     let cash = book.cash_float[i];
     let mut value = cash;
@@ -377,10 +538,9 @@ fn plan_one(
     legs.clear();
     skipped.clear();
     plan_into(&p, quotes, &strategy.params, scratch, legs, skipped);
-    let next_epoch = epoch.wrapping_add(1);
     let portfolio = (i, book.id[i]);
     for leg in legs.iter() {
-        orders.push_order(portfolio, next_epoch, leg);
+        orders.push_order(portfolio, epoch, leg);
     }
     for skip in skipped.iter() {
         skips.push_skip(portfolio, skip, &quotes[skip.asset as usize]);

@@ -78,6 +78,14 @@ pub struct BookRef<'a> {
     pub target: &'a [f64],
 }
 
+/// What a scan reads of the state (see [`StateMut`]).
+#[derive(Copy, Clone)]
+pub struct StateRef<'a> {
+    pub last_rebalance_ms: &'a [i64],
+    pub next_check_ms: &'a [i64],
+    pub locked: &'a [bool],
+}
+
 /// What the tick reads and, when it commits, writes back per portfolio.
 pub struct StateMut<'a> {
     pub last_rebalance_ms: &'a mut [i64],

@@ -12,10 +12,10 @@ use rayon::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use crate::batch::{LegColumns, CHUNK};
+use crate::batch::{LegColumns, CHUNK, PURPOSE_EXIT, PURPOSE_INVEST};
 use crate::book::{amount_at, amount_words, BookRef};
 use crate::error::{CoreError, Result};
-use crate::lots::{price_decimal, Amount};
+use crate::lots::{price_decimal, Amount, FLOAT_DOUBT};
 use crate::market::{Market, Quote, Refusal};
 use crate::plan::{Leg, Side, Skip, SkipReason};
 use crate::portfolio::{asset_name, check_price};
@@ -83,7 +83,7 @@ pub fn quotes(book: &BookRef<'_>, slots: &[usize], markets: &[Market], prices: &
 
 /// Runs `visit` over the slots in parallel chunks and gathers the orders and
 /// skips in slot order.
-fn over_slots(slots: &[usize], visit: impl Fn(usize, &mut (LegColumns, LegColumns)) + Sync) -> (LegColumns, LegColumns) {
+fn over_slots(slots: &[usize], purpose: u8, visit: impl Fn(usize, &mut (LegColumns, LegColumns)) + Sync) -> (LegColumns, LegColumns) {
     let parts: Vec<(LegColumns, LegColumns)> = slots
         .par_chunks(CHUNK)
         .map(|chunk| {
@@ -91,6 +91,8 @@ fn over_slots(slots: &[usize], visit: impl Fn(usize, &mut (LegColumns, LegColumn
             for &i in chunk {
                 visit(i, &mut out);
             }
+            out.0.tag(purpose);
+            out.1.tag(purpose);
             out
         })
         .collect();
@@ -157,10 +159,10 @@ struct Buy {
 /// `epoch` and the wanted amount in whole lots. `quotes` must come from
 /// [`quotes`] with [`Flow::Invest`], `slots` from [`check_slots`].
 pub fn invest(book: &BookRef<'_>, slots: &[usize], quotes: &[Quote], epoch: &[u32]) -> (LegColumns, LegColumns) {
-    over_slots(slots, |i, out| invest_one(book, i, quotes, epoch[i], out))
+    over_slots(slots, PURPOSE_INVEST, |i, out| invest_one(book, i, quotes, epoch[i], out))
 }
 
-fn invest_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u32, (orders, skips): &mut (LegColumns, LegColumns)) {
+pub(crate) fn invest_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u32, (orders, skips): &mut (LegColumns, LegColumns)) {
     let cash = amount_at(book.cash, i);
     if cash <= Amount::ZERO {
         return;
@@ -241,6 +243,12 @@ fn decimal_at_most(amount: Amount) -> Decimal {
 /// cannot be computed exactly (past 28 digits) is dropped too: nothing is
 /// sent that is not proven affordable.
 fn settle(buys: &mut [Buy], cash: Amount, quotes: &[Quote]) {
+    // Floats decide when the answer is clear by far more than their error
+    // (as in the planner); the exact decimals decide the rest.
+    let float_cost: f64 = buys.iter().map(|b| b.lots as f64 * quotes[b.asset as usize].lot_value * (1.0 + b.fee)).sum();
+    if float_cost <= cash.to_f64() * (1.0 - FLOAT_DOUBT) {
+        return;
+    }
     let cost = |b: &Buy, lots: i64| -> Option<Decimal> {
         let q = &quotes[b.asset as usize];
         let amount = q.lots_amount(lots).to_decimal()?;
@@ -302,10 +310,10 @@ fn settle(buys: &mut [Buy], cash: Amount, quotes: &[Quote]) {
 /// carry that price (NaN) and notional as given. `quotes` must come from
 /// [`quotes`] with [`Flow::Exit`].
 pub fn exit(book: &BookRef<'_>, slots: &[usize], quotes: &[Quote], epoch: &[u32]) -> (LegColumns, LegColumns) {
-    over_slots(slots, |i, out| exit_one(book, i, quotes, epoch[i], out))
+    over_slots(slots, PURPOSE_EXIT, |i, out| exit_one(book, i, quotes, epoch[i], out))
 }
 
-fn exit_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u32, (orders, skips): &mut (LegColumns, LegColumns)) {
+pub(crate) fn exit_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u32, (orders, skips): &mut (LegColumns, LegColumns)) {
     let portfolio = (i, book.id[i]);
     for (position, r) in book.rows(i).enumerate() {
         let amount = amount_at(book.amount, r);

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::batch::{self, LegColumns};
-use crate::book::{amount_at, amount_words, BookRef, StateMut};
+use crate::book::{amount_at, amount_words, BookRef, StateMut, StateRef};
 use crate::error::CoreError;
 use crate::market::Market;
 use crate::python::convert::amount;
@@ -166,6 +166,79 @@ pub fn tick<'py>(
     Ok(out)
 }
 
+/// The first half of a tick (see `batch::scan`): value, deviations and
+/// status per portfolio; nothing planned, nothing changed.
+#[pyfunction]
+pub fn scan<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyDict>,
+    markets: Vec<PyRef<'py, PyMarket>>,
+    prices: PyReadonlyArray1<'py, f64>,
+    now_ms: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let markets = self::markets(&markets);
+    let read = Columns::read(py, columns)?;
+    let book = read.book(py)?;
+    let prices = slice(py, &prices, "prices")?;
+    let last = column::<i64, Ix1>(py, columns, "last_rebalance_ms")?;
+    let next = column::<i64, Ix1>(py, columns, "next_check_ms")?;
+    let locked = column::<bool, Ix1>(py, columns, "locked")?;
+    let state = StateRef {
+        last_rebalance_ms: slice(py, &last, "last_rebalance_ms")?,
+        next_check_ms: slice(py, &next, "next_check_ms")?,
+        locked: slice(py, &locked, "locked")?,
+    };
+    let scanned = py.detach(|| guarded(|| batch::scan(&book, state, &markets, prices, now_ms)))?.or_raise(py)?;
+    let out = PyDict::new(py);
+    out.set_item("value", PyArray1::from_vec(py, scanned.value))?;
+    out.set_item("max_deviation", PyArray1::from_vec(py, scanned.max_deviation))?;
+    out.set_item("max_relative_deviation", PyArray1::from_vec(py, scanned.max_relative_deviation))?;
+    out.set_item("status", PyArray1::from_vec(py, scanned.status))?;
+    Ok(out)
+}
+
+/// The second half of a tick (see `batch::plan`): carries out each
+/// portfolio's action (0 none, 1 rebalance, 2 invest, 3 exit), updating
+/// `status` in place; returns {"orders": ..., "skipped": ...}.
+#[pyfunction]
+#[pyo3(signature = (columns, markets, prices, now_ms, action, status, commit=true))]
+#[allow(clippy::too_many_arguments)]
+pub fn plan<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyDict>,
+    markets: Vec<PyRef<'py, PyMarket>>,
+    prices: PyReadonlyArray1<'py, f64>,
+    now_ms: i64,
+    action: PyReadonlyArray1<'py, u8>,
+    status: &Bound<'py, PyArray1<u8>>,
+    commit: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let markets = self::markets(&markets);
+    let read = Columns::read(py, columns)?;
+    let book = read.book(py)?;
+    let prices = slice(py, &prices, "prices")?;
+    let action = slice(py, &action, "action")?;
+    let contiguous = |name: &str| to_pyerr(py, CoreError::config(name, "strided or read-only", "column must be contiguous and writable"));
+    let mut status = status.try_readwrite().map_err(|_| contiguous("status"))?;
+    let status = status.as_slice_mut().map_err(|_| contiguous("status"))?;
+    let mut last = column_mut::<i64>(py, columns, "last_rebalance_ms")?;
+    let mut next = column_mut::<i64>(py, columns, "next_check_ms")?;
+    let mut locked = column_mut::<bool>(py, columns, "locked")?;
+    let mut epoch = column_mut::<u32>(py, columns, "epoch")?;
+    let state = StateMut {
+        last_rebalance_ms: last.as_slice_mut().map_err(|_| contiguous("last_rebalance_ms"))?,
+        next_check_ms: next.as_slice_mut().map_err(|_| contiguous("next_check_ms"))?,
+        locked: locked.as_slice_mut().map_err(|_| contiguous("locked"))?,
+        epoch: epoch.as_slice_mut().map_err(|_| contiguous("epoch"))?,
+    };
+    let (orders, skips) =
+        py.detach(|| guarded(|| batch::plan(&book, state, &markets, prices, now_ms, commit, action, status)))?.or_raise(py)?;
+    let out = PyDict::new(py);
+    out.set_item("orders", legs(py, orders)?)?;
+    out.set_item("skipped", legs(py, skips)?)?;
+    Ok(out)
+}
+
 pub(super) fn legs(py: Python<'_>, legs: LegColumns) -> PyResult<Bound<'_, PyDict>> {
     let n = legs.len();
     let out = PyDict::new(py);
@@ -180,6 +253,7 @@ pub(super) fn legs(py: Python<'_>, legs: LegColumns) -> PyResult<Bound<'_, PyDic
     out.set_item("notional", PyArray1::from_vec(py, legs.notional))?;
     out.set_item("fee", PyArray1::from_vec(py, legs.fee))?;
     out.set_item("epoch", PyArray1::from_vec(py, legs.epoch))?;
+    out.set_item("purpose", PyArray1::from_vec(py, legs.purpose))?;
     Ok(out)
 }
 

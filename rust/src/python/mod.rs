@@ -21,6 +21,8 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plan::client_order_id, m)?)?;
     m.add_function(wrap_pyfunction!(book::validate_book, m)?)?;
     m.add_function(wrap_pyfunction!(book::tick, m)?)?;
+    m.add_function(wrap_pyfunction!(book::scan, m)?)?;
+    m.add_function(wrap_pyfunction!(book::plan, m)?)?;
     m.add_function(wrap_pyfunction!(book::amount_words_of, m)?)?;
     m.add_function(wrap_pyfunction!(book::amount_strings, m)?)?;
     m.add_function(wrap_pyfunction!(book::amount_floats, m)?)?;
