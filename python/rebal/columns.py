@@ -39,14 +39,20 @@ class Table:
     def views(self) -> dict[str, np.ndarray]:
         return {name: array[: self.length] for name, array in self._arrays.items()}
 
-    def append(self, values: Mapping[str, npt.ArrayLike], count: int) -> None:
-        """Appends `count` rows; every column must be given. The first rows of
-        an empty table are adopted without a copy where dtype and shape fit."""
+    def append(self, values: Mapping[str, npt.ArrayLike], count: int, *, share: frozenset[str] = frozenset()) -> None:
+        """Appends `count` rows; every column must be given. Into an empty
+        table, the columns named in `share` are adopted without a copy where
+        dtype and shape fit (the caller's promise that they are its own and
+        nothing else writes to them); every other column is copied, so a
+        caller's array never aliases a checked column."""
         if self.length == 0 and count > self.capacity:
-            adopted = {}
+            adopted: dict[str, np.ndarray] = {}
             for name, (dtype, shape) in self._dtypes.items():
-                array = np.ascontiguousarray(np.broadcast_to(np.asarray(values[name], dtype), (count, *shape)))
-                adopted[name] = array if array.flags.writeable and array.flags.owndata else array.copy()
+                value = values[name]
+                if isinstance(value, np.ndarray) and name in share and value.dtype == dtype and value.shape == (count, *shape) and value.flags.c_contiguous:
+                    adopted[name] = value
+                else:
+                    adopted[name] = np.array(np.broadcast_to(np.asarray(value, dtype), (count, *shape)))
             self._arrays, self.length = adopted, count
             return
         if self.length + count > self.capacity:

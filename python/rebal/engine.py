@@ -45,7 +45,6 @@ from rebal.exceptions import ConfigError, FillError, InsufficientFunds, PriceErr
 from rebal.market import Market
 from rebal.orders import Fill, OrderStatus, OrderTable, Purpose, Reject
 from rebal.policies import auto_invest, exits
-from rebal.policies.schedule import next_run
 
 __all__ = ["Engine", "Funds", "Stage"]
 
@@ -219,6 +218,7 @@ class Engine:
         one = self._state_rows([config], now_ms)
         for name in ("exit_mode", "take_profit", "stop_loss", "trail_arm", "trail_drop"):
             s[name][slot] = one[name][0]
+        exits.set_levels(s, np.array([slot]))
         assets = list(new_weights)
         s["hold_asset"][slot] = -1
         s["hold_amount"][slot] = 0.0
@@ -228,6 +228,7 @@ class Engine:
             for name in auto_invest.DCA_COLUMNS:
                 if name not in ("dca_last_ms", "dca_cycles"):
                     s[name][slot] = one[name][0]
+            auto_invest.set_level(s, np.array([slot]))
         if composition_changed and config.auto_invest == old.auto_invest and s["dca_state"][slot] == DCA_ON:
             s["dca_state"][slot] = DCA_STOPPED
             self._events.add(EventKind.AUTO_INVEST_STOPPED, [id], now_ms, reason=Reason.COMPOSITION_CHANGED)
@@ -240,51 +241,50 @@ class Engine:
         """Checks every portfolio at `prices` (one per market, float64) and
         returns the orders to send: exits, new-money buys and rebalances, with
         their `purpose`. Every portfolio in the batch is locked until its
-        orders are filled, rejected or cancelled."""
+        orders are filled, rejected or cancelled.
+
+        One Book scan values everything; the policies decide on it (an exit
+        beats a rebalance, a rebalance goes before new money); one Book plan
+        makes every order in a single parallel pass."""
         now_ms = _time(now_ms)
         prices = _prices(prices, len(self.markets))
         book, s = self.book, self.state
         stage = s["stage"]
+        self.orders.prune()
 
-        # Rebalances first: the Book's scan also values every active portfolio.
-        batch = book.tick(prices, now_ms)
-        value, status = batch.value, batch.status
+        scan = book.scan(prices, now_ms)
+        value, status = scan.value, scan.status
         active = status != Status.INACTIVE
-        np.copyto(s["value"], value, where=active)
-        outside = np.flatnonzero((stage == Stage.FUNDING) | (stage == Stage.TERMINATING))
-        s["value"][outside] = self._values_of(outside, prices)
-        exits.track_drawdown(s, active)
+        exits.track_drawdown(s, value, active)
 
-        # Take-profit / stop-loss; a rebalance planned this tick gives way to the exit.
-        locked = book.columns()["locked"]
-        eligible = active & (~locked | (status == Status.REBALANCE))
-        reason = exits.check(s, value, eligible)
+        # Take-profit / stop-loss, then auto-invest, on portfolios without orders out.
+        free = ~book.columns()["locked"]
+        reason = exits.check(s, value, active & free)
         hits = np.flatnonzero(reason)
-        if len(hits):
-            pulled = hits[status[hits] == Status.REBALANCE]
-            book.lock_slots(pulled, False)
-            batch = _without(batch, pulled)
-            for code, kind in exits.EVENTS.items():
-                hit = hits[reason[hits] == code]
-                self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
-                self._start_exit(hit, Reason(code), now_ms)
-        started = np.flatnonzero(batch.status == Status.REBALANCE)
-        if len(started):
-            counts = np.bincount(batch.portfolio, minlength=len(status))[started]
-            self._events.add(EventKind.REBALANCE_STARTED, book.ids[started], now_ms, value=counts)
+        status[hits] = Status.IDLE  # the exit, not a rebalance
+        for code, kind in exits.EVENTS.items():
+            hit = hits[reason[hits] == code]
+            self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
+            self._start_exit(hit, Reason(code), now_ms)
+        # A rebalance first, new money at the next tick; an exit instead of either.
+        ready = auto_invest.ready(s, now_ms)
+        ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE) & (stage[ready] == Stage.ACTIVE)]
+        self._auto_invest(ready, value, now_ms)
 
-        # Auto-invest: due cycles draw new money for portfolios without orders out.
-        self._auto_invest(active & ~locked & (reason == 0), value, now_ms)
+        # Who sells out and who buys with new money; returns in kind finish now.
+        ending = np.flatnonzero((stage == Stage.TERMINATING) & free)
+        self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
+        selling = ending[s["exit_mode"][ending] == EXIT_SELL]
+        investing = np.flatnonzero(s["pending_invest"] & free)
+        investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING) | (stage[investing] == Stage.ACTIVE))]
+        s["pending_invest"][investing] = False
 
-        # Exit sells of terminating portfolios, and buys with new money.
-        exit_legs = self._exit(np.flatnonzero((stage == Stage.TERMINATING) & ~locked), prices, now_ms)
-        investing = s["pending_invest"] & ~locked & ~s["user_paused"] & ((stage == Stage.FUNDING) | (stage == Stage.ACTIVE))
-        invest_legs = self._invest(np.flatnonzero(investing), prices, now_ms)
-
-        merged = _merge(batch, [exit_legs, invest_legs])
-        self._record_orders(merged, now_ms)
+        batch = book.plan(scan, invest=investing, exit=selling)
+        rounds = _rounds(batch.portfolio)
+        self._after_plan(batch, rounds, selling, investing, now_ms)
+        self._record_orders(batch, rounds, now_ms)
         self.now_ms, self.prices = now_ms, prices
-        return merged
+        return batch
 
     def _values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Value of a few portfolios (those the Book's scan skips) at `prices`."""
@@ -453,7 +453,7 @@ class Engine:
         arrays.update({f"holdings.{k}": v for k, v in self.book._holdings.arrays().items()})
         arrays.update({f"state.{k}": v for k, v in self.state.arrays().items()})
         arrays.update({f"orders.{k}": v for k, v in self.orders.table.arrays().items()})
-        arrays.update({f"events.{k}": v for k, v in self._events._table.arrays().items()})
+        arrays.update({f"events.{k}": v for k, v in self._events.columns().items()})
         meta = {"now_ms": self.now_ms, "fill_count": self.fill_count, "unused_rows": self.book._unused_rows}
         arrays["meta"] = np.array(msgspec.json.encode(meta).decode())
         if self.prices is not None:
@@ -485,7 +485,7 @@ class Engine:
         engine.book._holdings.load(part("holdings"))
         engine.state.load(part("state"))
         engine.orders.load(part("orders"))
-        engine._events._table.load(part("events"))
+        engine._events.load(part("events"))
         meta = msgspec.json.decode(str(arrays["meta"]))
         engine.now_ms, engine.fill_count = meta["now_ms"], meta["fill_count"]
         engine.book._unused_rows = meta["unused_rows"]
@@ -563,18 +563,22 @@ class Engine:
         """New money into the portfolios: cash, net invested, the hold benchmark's cash."""
         s = self.state
         self.book.add_cash(slots, amount_words)
+        net_before = s["net_invested_float"][slots]
         _rebal.add_amounts(s["net_invested"], slots, amount_words, "net_invested")
         s["net_invested_float"][slots] = _rebal.amount_floats(np.ascontiguousarray(s["net_invested"][slots]))
         s["hold_cash"][slots] += _rebal.amount_floats(np.ascontiguousarray(amount_words))
+        exits.set_levels(s, slots)
+        exits.rescale_peak(s, slots, net_before)
+        auto_invest.set_level(s, slots)
 
-    def _auto_invest(self, live: npt.NDArray[np.bool_], value: npt.NDArray[np.float64], now_ms: int) -> None:
+    def _auto_invest(self, ready: npt.NDArray[np.int64], value: npt.NDArray[np.float64], now_ms: int) -> None:
         s = self.state
-        due = np.flatnonzero(auto_invest.due(s, live, value, now_ms))
+        due = auto_invest.due(s, ready, value)
         if not len(due):
             return
         pids = self.book.ids[due]
         # The next run is set whatever happens, so a refused cycle is not retried every tick.
-        s["dca_next_ms"][due] = next_run(s["sched_kind"][due], s["sched_every_ms"][due], s["sched_weekday"][due], s["sched_day"][due], s["sched_minute"][due], now_ms, s["dca_anchor_ms"][due])
+        s["dca_next_ms"][due] = auto_invest.next_ready(s, due, now_ms)
         over_max, over_cap = auto_invest.limits(s, due, float(self.limits.max_investment))
         for mask, state, kind, why in ((over_max, DCA_STOPPED, EventKind.AUTO_INVEST_STOPPED, Reason.MAX_INVESTMENT), (over_cap & ~over_max, DCA_PAUSED, EventKind.AUTO_INVEST_PAUSED, Reason.CAP_REACHED)):
             s["dca_state"][due[mask]] = state
@@ -616,33 +620,23 @@ class Engine:
         nothing: npt.NDArray[np.bool_] = (self.state["net_invested_float"][slots] == 0) & (self.book.columns()["cash_float"][slots] == 0)
         return nothing
 
-    def _new_epoch(self, slots: npt.NDArray[np.int64]) -> None:
-        epoch = self.book._portfolios["epoch"]
-        epoch[slots] += np.uint32(1)
-
-    def _exit(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64], now_ms: int) -> dict[str, Any]:
-        """Exit sells of terminating portfolios; those with nothing left to
-        sell are finished: the rest is returned in kind."""
-        s = self.state
-        selling = slots[s["exit_mode"][slots] == EXIT_SELL]
-        returning = slots[s["exit_mode"][slots] == EXIT_RETURN]
-        legs: dict[str, Any] = {"orders": None, "skipped": None}
-        if len(selling):
-            self._new_epoch(selling)
-            legs = _rebal.exit(self._book_columns(), self.markets, prices, selling)
-            out = np.unique(legs["orders"]["portfolio"])
-            self.book.lock_slots(out, True)
-            finished = np.setdiff1d(selling, out)
-            # What stays behind is returned in kind: say why (suspended market or dust).
-            skipped = legs["skipped"]
-            inactive = skipped["epoch"] == SKIP_REASONS.index("market_inactive")
-            columns = self.book.columns()
-            inactive_rows = columns["start"][skipped["portfolio"][inactive]] + skipped["leg"][inactive]
+    def _after_plan(self, batch: OrderBatch, rounds: _Rounds, selling: npt.NDArray[np.int64], investing: npt.NDArray[np.int64], now_ms: int) -> None:
+        """Events of the rounds that start; exits with nothing left to sell
+        finish (the rest is returned in kind); funding whose money buys
+        nothing (all below the market minimums) is active anyway."""
+        slots, counts, first = rounds
+        rebalancing = batch.purpose[first] == Purpose.REBALANCE
+        self._events.add(EventKind.REBALANCE_STARTED, self.book.ids[slots[rebalancing]], now_ms, value=counts[rebalancing])
+        finished = np.setdiff1d(selling, slots, assume_unique=True)
+        if len(finished):
+            # What stays behind is returned in kind: say why (a suspended market, or dust).
+            skipped = batch.skipped
+            inactive = (skipped.purpose == Purpose.EXIT) & (batch.skip_reason == SKIP_REASONS.index("market_inactive"))
+            inactive_rows = self.book.columns()["start"][skipped.portfolio[inactive]] + skipped.leg[inactive]
             self._finish(finished, now_ms, inactive_rows=inactive_rows)
-        if len(returning):
-            self._finish(returning, now_ms)
-        legs["purpose"] = Purpose.EXIT
-        return legs
+        s = self.state
+        funding = investing[s["stage"][investing] == Stage.FUNDING]
+        self._activate(np.setdiff1d(funding, slots, assume_unique=True), now_ms)
 
     def _finish(self, slots: npt.NDArray[np.int64], now_ms: int, *, inactive_rows: npt.NDArray[np.int64] | None = None) -> None:
         """Hands every coin and the cash of `slots` back (ASSET_RETURNED
@@ -668,47 +662,30 @@ class Engine:
         cash = p["cash"][slots]
         has_cash = (cash != 0).any(axis=1)
         self._events.add(EventKind.ASSET_RETURNED, pids[has_cash], now_ms, asset=QUOTE_ASSET, amount=cash[has_cash], reason=Reason.EXIT_RETURN)
-        final_value = s["value"][slots]
+        final_value = self._values_of(slots, self.prices if self.prices is not None else np.full(len(self.markets), np.nan))
         book.set_exact(slots, np.zeros((len(slots), 2), np.int64), rows, np.zeros((len(rows), 2), np.int64))
         s["stage"][slots] = Stage.TERMINATED
         s["pending_invest"][slots] = False
         self._events.add(EventKind.TERMINATED, pids, now_ms, value=final_value, reason=s["exit_reason"][slots])
-
-    def _invest(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64], now_ms: int) -> dict[str, Any]:
-        """Buys with new money (funding, auto-invest): underweight assets first."""
-        s = self.state
-        legs: dict[str, Any] = {"orders": None, "skipped": None, "purpose": Purpose.INVEST}
-        if not len(slots):
-            return legs
-        s["pending_invest"][slots] = False
-        self._new_epoch(slots)
-        legs.update(_rebal.invest(self._book_columns(), self.markets, prices, slots))
-        out = np.unique(legs["orders"]["portfolio"])
-        self.book.lock_slots(out, True)
-        # A funding portfolio whose money buys nothing (all below the minimums) is active anyway.
-        idle = np.setdiff1d(slots[s["stage"][slots] == Stage.FUNDING], out)
-        self._activate(idle, now_ms)
-        return legs
 
     def _activate(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
         if not len(slots):
             return
         s = self.state
         s["stage"][slots] = Stage.ACTIVE
-        s["peak_value"][slots] = 0.0  # the next tick's value per unit invested is the first peak
         self.book.pause_slots(slots[~s["user_paused"][slots]], False)
         self._events.add(EventKind.ACTIVE, self.book.ids[slots], now_ms)
 
-    def _record_orders(self, batch: OrderBatch, now_ms: int) -> None:
+    def _record_orders(self, batch: OrderBatch, rounds: _Rounds, now_ms: int) -> None:
         """Appends a tick's orders to the order table; each portfolio in it starts a round."""
         n = len(batch)
         if not n:
             return
         s = self.state
-        counts = np.bincount(batch.portfolio, minlength=len(s["round_open"]))
-        np.copyto(s["round_open"], counts, where=counts > 0, casting="unsafe")
-        s["round_filled"][batch.portfolio] = False
-        s["round_purpose"][batch.portfolio] = batch.purpose
+        slots, counts, first = rounds
+        s["round_open"][slots] = counts
+        s["round_filled"][slots] = False
+        s["round_purpose"][slots] = batch.purpose[first]
         self.orders.append(
             {
                 "portfolio_id": batch.portfolio_id,
@@ -719,8 +696,9 @@ class Engine:
                 "purpose": batch.purpose,
                 "amount": batch.amount_words,
                 "filled": np.zeros((n, 2), np.int64),
-                "status": np.full(n, OrderStatus.OPEN, np.uint8),
+                "status": np.zeros(n, np.uint8),  # OrderStatus.OPEN
                 "time_ms": np.full(n, now_ms, np.int64),
+                "dirty": np.ones(n, bool),
             }
         )
 
@@ -760,41 +738,19 @@ def _book_settings(c: cfg.StrategyConfig, now_ms: int) -> dict[str, Any]:
     return settings
 
 
-def _without(batch: OrderBatch, slots: npt.NDArray[np.int64]) -> OrderBatch:
-    """The batch without the orders and skipped legs of `slots` (their status becomes IDLE)."""
-    if not len(slots):
-        return batch
-    keep = ~np.isin(batch.portfolio, slots)
-    keep_skipped = ~np.isin(batch.skipped.portfolio, slots)
-    status = batch.status.copy()
-    status[slots] = Status.IDLE
-    result = {
-        "orders": {n: c[keep] for n, c in batch._columns.items()},
-        "skipped": {n: c[keep_skipped] for n, c in batch.skipped._columns.items()},
-        "value": batch.value,
-        "max_deviation": batch.max_deviation,
-        "max_relative_deviation": batch.max_relative_deviation,
-        "status": status,
-    }
-    return OrderBatch(result, batch._markets)
+_Rounds = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
-def _merge(batch: OrderBatch, extra: list[dict[str, Any]]) -> OrderBatch:
-    """The tick's rebalance orders after the exit and invest legs, as one batch with `purpose`."""
-    parts = [legs for legs in extra if legs["orders"] is not None]
-    for legs in parts:
-        legs["orders"]["purpose"] = np.full(len(legs["orders"]["portfolio"]), legs["purpose"], np.uint8)
-    orders = {n: np.concatenate([p["orders"][n] for p in parts] + [batch._columns[n]]) for n in batch._columns}
-    skipped = {n: np.concatenate([p["skipped"][n] for p in parts] + [batch.skipped._columns[n]]) for n in batch.skipped._columns}
-    result = {
-        "orders": orders,
-        "skipped": skipped,
-        "value": batch.value,
-        "max_deviation": batch.max_deviation,
-        "max_relative_deviation": batch.max_relative_deviation,
-        "status": batch.status,
-    }
-    return OrderBatch(result, batch._markets)
+def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
+    """The portfolios of a batch's orders (each starts a round), how many
+    orders each has and where its first one is (a portfolio's orders are
+    contiguous in a batch)."""
+    if not len(portfolio):
+        return portfolio, portfolio, portfolio
+    starts = np.flatnonzero(portfolio[1:] != portfolio[:-1])
+    starts += 1
+    bounds = np.concatenate([[0], starts, [len(portfolio)]])
+    return portfolio[bounds[:-1]], np.diff(bounds), bounds[:-1]
 
 
 def _time(now_ms: Any) -> int:

@@ -44,9 +44,9 @@ def state_columns(width: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
         "net_invested": (np.int64, (2,)),  # exact: initial + auto-invest
         "net_invested_float": (np.float64, ()),
         "created_ms": (np.int64, ()),
-        "value": (np.float64, ()),  # at the last tick
-        "peak_value": (np.float64, ()),  # highest value / net invested so far
+        "peak_value": (np.float64, ()),  # highest value so far (rescaled when money comes in)
         "max_drawdown": (np.float64, ()),
+        "drawdown_level": (np.float64, ()),  # peak × (1 − max drawdown): below it the drawdown deepens
         "fees_paid": (np.float64, ()),  # in the quote asset
         "turnover": (np.float64, ()),  # quote traded by rebalances
         "rebalances": (np.int64, ()),

@@ -15,12 +15,14 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from rebal.columns import Table, decimals
+from rebal.columns import decimals
 
-__all__ = ["EventKind", "Reason", "Event", "Events", "EventLog", "QUOTE_ASSET"]
+__all__ = ["EventKind", "Reason", "Event", "Events", "EventLog", "QUOTE_ASSET", "NO_ASSET"]
 
 QUOTE_ASSET = -1
 """`asset` of an event about the quote asset (cash) rather than a coin."""
+NO_ASSET = -2
+"""`asset` of an event about no asset in particular."""
 
 
 class EventKind(enum.IntEnum):
@@ -128,7 +130,7 @@ class Events:
                     kind=kind.name.lower(),
                     portfolio_id=pid,
                     time_ms=t,
-                    asset=None if a == QUOTE_ASSET - 1 else (self._quote if a == QUOTE_ASSET else self._names[a]),
+                    asset=None if a == NO_ASSET else (self._quote if a == QUOTE_ASSET else self._names[a]),
                     amount=amount if kind in _WITH_AMOUNT else None,
                     value=None if np.isnan(value) else value,
                     reason=None if reason == Reason.NONE else Reason(reason).name.lower(),
@@ -138,19 +140,20 @@ class Events:
 
 
 _WITH_AMOUNT = {EventKind.FUNDED, EventKind.AUTO_INVEST_EXECUTED, EventKind.ASSET_RETURNED}
-NO_ASSET = QUOTE_ASSET - 1
 
 
 class EventLog:
-    """Events appended by the Engine, drained by the host."""
+    """Events appended by the Engine, drained by the host. Kept as the
+    chunks they were added in (no copy per add); joined when drained."""
 
     def __init__(self, asset_names: list[str], quote: str) -> None:
-        self._table = Table(EVENT_COLUMNS)
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._length = 0
         self._names = asset_names
         self._quote = quote
 
     def __len__(self) -> int:
-        return self._table.length
+        return self._length
 
     def add(
         self,
@@ -168,7 +171,7 @@ class EventLog:
         n = len(ids)
         if n == 0:
             return
-        self._table.append(
+        self._chunks.append(
             {
                 "kind": np.full(n, kind, np.uint8),
                 "portfolio_id": ids,
@@ -177,14 +180,24 @@ class EventLog:
                 "amount": np.zeros((n, 2), np.int64) if amount is None else np.asarray(amount, np.int64).reshape(n, 2),
                 "value": np.broadcast_to(np.asarray(value, np.float64), (n,)),
                 "reason": np.broadcast_to(np.asarray(reason, np.uint8), (n,)),
-            },
-            n,
+            }
         )
+        self._length += n
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The events not yet drained, as one set of columns (copies)."""
+        if not self._chunks:
+            return {name: np.zeros((0, *shape), dtype) for name, (dtype, shape) in EVENT_COLUMNS.items()}
+        return {name: np.concatenate([c[name] for c in self._chunks]) for name in EVENT_COLUMNS}
+
+    def load(self, columns: dict[str, np.ndarray]) -> None:
+        self._chunks = [dict(columns)] if len(columns["kind"]) else []
+        self._length = len(columns["kind"])
 
     def drain(self) -> Events:
         """The events since the last drain, in order; the log is emptied."""
-        columns = {name: view.copy() for name, view in self._table.views().items()}
-        self._table = Table(EVENT_COLUMNS)
+        columns = self.columns()
+        self._chunks, self._length = [], 0
         for array in columns.values():
             array.flags.writeable = False
         return Events(columns, self._names, self._quote)

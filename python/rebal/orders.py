@@ -74,7 +74,11 @@ ORDER_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "filled": (np.int64, (2,)),
     "status": (np.uint8, ()),
     "time_ms": (np.int64, ()),
+    "dirty": (np.bool_, ()),  # new or changed since a store last saved it
 }
+
+
+_ALL_COLUMNS = frozenset(ORDER_COLUMNS)
 
 
 def client_id_key(portfolio_id: int, epoch: int, leg: int) -> str:
@@ -82,13 +86,16 @@ def client_id_key(portfolio_id: int, epoch: int, leg: int) -> str:
 
 
 class OrderTable:
-    """Every order the Engine sent, as columns, with a lookup of the open ones."""
+    """The Engine's orders as columns: the open ones, and closed ones a store
+    has not saved yet (`dirty`). Closed orders are dropped at the next tick
+    (`prune`) once saved, or at once when no store keeps them (`keep_history`
+    False): the table stays the size of what is in flight."""
 
     def __init__(self) -> None:
         self.table = Table(ORDER_COLUMNS)
         self._open: dict[str, int] | None = {}
-        self.changed: set[int] = set()
-        """Rows whose status or fill changed since the store last saved them."""
+        self.keep_history = False
+        """Set by a `Store`: closed orders wait for it to save them."""
 
     def __len__(self) -> int:
         return self.table.length
@@ -97,29 +104,45 @@ class OrderTable:
         return self.table[name]
 
     def append(self, columns: dict[str, np.ndarray]) -> None:
+        """A tick's orders. Into an empty table the columns are adopted as
+        they are (no copy): the batch's (read-only, never written here) and
+        fresh ones for filled, status, time and dirty."""
         n = len(columns["portfolio_id"])
         if n:
-            self.table.append(columns, n)
+            self.table.append(columns, n, share=_ALL_COLUMNS)
             self._open = None  # rebuilt on the next lookup: a tick never pays for it
+
+    def prune(self) -> None:
+        """Drops closed orders (once saved, when a store keeps the history)."""
+        t = self.table
+        if not t.length:
+            return
+        keep = t["status"] <= OrderStatus.PARTIALLY_FILLED
+        if self.keep_history:
+            keep |= t["dirty"]
+        if keep.all():
+            return
+        if keep.any():
+            t.keep(np.flatnonzero(keep))
+        else:
+            self.table = Table(ORDER_COLUMNS)
+        self._open = None
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         self.table.load(arrays)
         self._open = None
-        self.changed.clear()
 
     def find(self, client_order_id: str) -> int | None:
         """The row of an order that is still open (or partly filled)."""
         if self._open is None:
-            t = self.table
-            live = np.flatnonzero(t["status"] <= OrderStatus.PARTIALLY_FILLED)
-            keys = (client_id_key(p, e, g) for p, e, g in zip(t["portfolio_id"][live].tolist(), t["epoch"][live].tolist(), t["leg"][live].tolist()))
-            self._open = dict(zip(keys, live.tolist()))
+            live = self.open_rows()
+            self._open = dict(zip(self.client_order_ids(live), live.tolist()))
         return self._open.get(client_order_id)
 
     def mark(self, rows: npt.NDArray[np.int64], status: OrderStatus) -> None:
         """Sets the status of orders that stay open (partly filled)."""
         self.table["status"][rows] = status
-        self.changed.update(rows.tolist())
+        self.table["dirty"][rows] = True
 
     def close_many(self, rows: npt.NDArray[np.int64], status: OrderStatus) -> None:
         """Orders done: filled, rejected or cancelled."""
@@ -134,3 +157,6 @@ class OrderTable:
 
     def open_rows(self) -> npt.NDArray[np.int64]:
         return np.flatnonzero(self.table["status"] <= OrderStatus.PARTIALLY_FILLED)
+
+    def dirty_rows(self) -> npt.NDArray[np.int64]:
+        return np.flatnonzero(self.table["dirty"])

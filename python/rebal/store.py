@@ -66,7 +66,6 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self._saved_orders = self._count("orders")
 
     def close(self) -> None:
         self.db.close()
@@ -90,10 +89,12 @@ class Store:
         changed orders, the `fills` applied since the last save and the
         drained `events`. `step` and `phase` say where the host's loop is;
         `extra` is the host's own small state (JSON)."""
-        blob = engine.snapshot()
         orders = engine.orders
-        changed = sorted(set(orders.changed) | set(range(self._saved_orders, len(orders))))
-        order_rows = _order_rows(engine, np.array(changed, np.int64)) if changed else []
+        orders.keep_history = True  # closed orders now wait for a save before they are dropped
+        dirty = orders.dirty_rows()
+        order_rows = _order_rows(engine, dirty) if len(dirty) else []
+        orders["dirty"][dirty] = False  # as the checkpoint will have it
+        blob = engine.snapshot()
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -114,10 +115,9 @@ class Store:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            orders["dirty"][dirty] = True
             raise
         engine.saved_configs.update(pid for pid, _ in new_configs)
-        orders.changed.clear()
-        self._saved_orders = len(orders)
 
     # ------------------------------------------------------------------ reading
 
@@ -136,7 +136,7 @@ class Store:
         configs = {int(pid): cfg.decode_config(text, "json") for pid, text in self.db.execute("SELECT portfolio_id, config FROM configs")}
         engine = Engine.restore(bytes(row[0]), markets, configs, limits=limits, funds=funds)
         engine.saved_configs.update(configs)
-        self._saved_orders = len(engine.orders)
+        engine.orders.keep_history = True
         return engine
 
     def host_state(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from rebal.columns import words
 from rebal.config import DrawdownMode, ScheduleMode, StrategyConfig, parse_duration
 from rebal.policies.schedule import next_run, schedule_columns
 
-__all__ = ["DCA_COLUMNS", "DCA_OFF", "DCA_ON", "DCA_PAUSED", "DCA_STOPPED", "columns", "due", "limits", "TOLERANCE"]
+__all__ = ["DCA_COLUMNS", "DCA_OFF", "DCA_ON", "DCA_PAUSED", "DCA_STOPPED", "columns", "due", "next_ready", "limits", "ready", "set_level", "TOLERANCE"]
 
 DCA_OFF, DCA_ON, DCA_PAUSED, DCA_STOPPED = 0, 1, 2, 3
 MODE_NONE, MODE_DRAWDOWN, MODE_SCHEDULE = 0, 1, 2
@@ -35,8 +35,9 @@ DCA_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "dca_cap": (np.float64, ()),  # total invested at which it pauses; inf = none
     "dca_loss": (np.float64, ()),  # drawdown mode: floating loss (fraction)
     "dca_min_interval_ms": (np.int64, ()),
-    "dca_last_ms": (np.int64, ()),
-    "dca_next_ms": (np.int64, ()),
+    "dca_last_ms": (np.int64, ()),  # for people: the rule reads dca_next_ms
+    "dca_next_ms": (np.int64, ()),  # earliest time of the next cycle
+    "dca_value": (np.float64, ()),  # a cycle runs at or below this value (see set_level)
     "dca_anchor_ms": (np.int64, ()),
     "dca_cycles": (np.int64, ()),
     "sched_kind": (np.uint8, ()),
@@ -67,20 +68,44 @@ def columns(configs: Sequence[StrategyConfig], now_ms: int) -> dict[str, np.ndar
     out["dca_amount_float"] = np.array([float(a.amount) if a else 0.0 for a in plans], np.float64)
     sched = schedule_columns([m if isinstance(m, ScheduleMode) else None for m in modes])
     out.update({f"sched_{name}": sched[name] for name in ("kind", "every_ms", "weekday", "day", "minute")})
-    out["dca_next_ms"] = next_run(sched["kind"], sched["every_ms"], sched["weekday"], sched["day"], sched["minute"], now_ms, out["dca_anchor_ms"])
+    scheduled = next_run(sched["kind"], sched["every_ms"], sched["weekday"], sched["day"], sched["minute"], now_ms, out["dca_anchor_ms"])
+    # A drawdown cycle may run from the start; a schedule at its first run.
+    out["dca_next_ms"] = np.where(out["dca_mode"] == MODE_DRAWDOWN, now_ms, scheduled)
+    # Nothing invested yet: a drawdown level of 0 (set again at funding).
+    out["dca_value"] = np.where(out["dca_mode"] == MODE_SCHEDULE, np.inf, np.where(out["dca_mode"] == MODE_DRAWDOWN, 0.0, np.nan))
     return out
 
 
-def due(s: Any, live: npt.NDArray[np.bool_], value: npt.NDArray[np.float64], now_ms: int) -> npt.NDArray[np.bool_]:
-    """Portfolios whose auto-invest cycle runs at `now_ms`."""
-    on = live & (s["dca_state"] == DCA_ON)
-    scheduled = on & (s["dca_mode"] == MODE_SCHEDULE) & (s["dca_next_ms"] <= now_ms)
-    net = s["net_invested_float"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loss = np.where(net > 0, (net - value) / np.where(net > 0, net, 1.0), np.nan)
-        rested = (s["dca_last_ms"] == NEVER) | (now_ms - s["dca_last_ms"] >= s["dca_min_interval_ms"])
-        dipped = on & (s["dca_mode"] == MODE_DRAWDOWN) & (loss >= s["dca_loss"] - TOLERANCE) & rested
-    result: npt.NDArray[np.bool_] = scheduled | dipped
+def set_level(s: Any, slots: npt.NDArray[np.int64]) -> None:
+    """`dca_value`: the value at or below which a cycle may run — any value
+    for a schedule (+inf), net invested × (1 − loss) for a drawdown, never
+    (NaN) without auto-invest. Set again whenever money comes in."""
+    net = s["net_invested_float"][slots]
+    drawdown = net * (1 - s["dca_loss"][slots] + TOLERANCE)  # NaN without a drawdown rule
+    s["dca_value"][slots] = np.where(s["dca_mode"][slots] == MODE_SCHEDULE, np.inf, drawdown)
+
+
+def ready(s: Any, now_ms: int) -> npt.NDArray[np.int64]:
+    """Slots with auto-invest on whose next cycle may run at `now_ms`: past
+    `dca_next_ms` (a schedule's next run, or the end of a drawdown cycle's
+    minimum interval). Few per tick, so the rest works on these alone."""
+    slots = np.flatnonzero(s["dca_next_ms"] <= now_ms)
+    result: npt.NDArray[np.int64] = slots[s["dca_state"][slots] == DCA_ON]
+    return result
+
+
+def due(s: Any, slots: npt.NDArray[np.int64], value: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Of ready `slots`, those at or below their `dca_value` (any value for a
+    schedule; the drawdown level for a drawdown rule): they invest now."""
+    with np.errstate(invalid="ignore"):
+        result: npt.NDArray[np.int64] = slots[value[slots] <= s["dca_value"][slots]]
+    return result
+
+
+def next_ready(s: Any, slots: npt.NDArray[np.int64], now_ms: int) -> npt.NDArray[np.int64]:
+    """After a cycle at `now_ms`: a schedule's next run, or the end of a drawdown cycle's minimum interval."""
+    scheduled = next_run(s["sched_kind"][slots], s["sched_every_ms"][slots], s["sched_weekday"][slots], s["sched_day"][slots], s["sched_minute"][slots], now_ms, s["dca_anchor_ms"][slots])
+    result: npt.NDArray[np.int64] = np.where(s["dca_mode"][slots] == MODE_DRAWDOWN, now_ms + s["dca_min_interval_ms"][slots], scheduled)
     return result
 
 

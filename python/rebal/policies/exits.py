@@ -3,6 +3,10 @@
 Profit is (value − net invested) / net invested (SPEC §1). A trailing
 take-profit arms once profit reaches `arm` and exits when the value falls
 `drop` below its highest point since it armed.
+
+The levels are kept as values (`tp_value` = net invested × (1 + TP), …),
+set again whenever money comes in (`set_levels`), so a tick compares each
+value with its levels and divides nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy.typing as npt
 from rebal.config import StrategyConfig
 from rebal.events import EventKind, Reason
 
-__all__ = ["EXIT_COLUMNS", "EVENTS", "TOLERANCE", "columns", "check", "profit", "track_drawdown"]
+__all__ = ["EXIT_COLUMNS", "EVENTS", "TOLERANCE", "columns", "check", "multiple", "profit", "rescale_peak", "set_levels", "track_drawdown"]
 
 TOLERANCE = 1e-9
 """Values are floats of exact amounts; a profit this close to a level counts
@@ -30,6 +34,11 @@ EXIT_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "trail_drop": (np.float64, ()),
     "trail_armed": (np.bool_, ()),
     "trail_peak": (np.float64, ()),  # highest value since the trailing take-profit armed
+    # The levels as values, for the net invested now (NaN = none).
+    "tp_value": (np.float64, ()),
+    "sl_value": (np.float64, ()),
+    "arm_value": (np.float64, ()),
+    "up_value": (np.float64, ()),  # the lowest level above: take-profit, or arming
 }
 
 EVENTS = {
@@ -52,52 +61,96 @@ def columns(configs: Sequence[StrategyConfig]) -> dict[str, np.ndarray]:
         "trail_drop": percent([t.drop if t else None for t in trailing]),
         "trail_armed": np.zeros(n, bool),
         "trail_peak": np.zeros(n, np.float64),
+        "tp_value": np.full(n, np.nan),
+        "sl_value": np.full(n, np.nan),
+        "arm_value": np.full(n, np.nan),
+        "up_value": np.full(n, np.nan),
     }
+
+
+def set_levels(s: Any, slots: npt.NDArray[np.int64]) -> None:
+    """The value levels of `slots` for their net invested now. A level within
+    TOLERANCE counts as reached (values are floats of exact amounts).
+    `up_value` is the lowest level above (take-profit, or arming the
+    trailing take-profit until it is armed), so a tick compares each value
+    with one level above and one below."""
+    net = s["net_invested_float"][slots]
+    tp = net * (1 + s["take_profit"][slots] - TOLERANCE)
+    arm = net * (1 + s["trail_arm"][slots] - TOLERANCE)
+    s["tp_value"][slots] = tp
+    s["sl_value"][slots] = net * (1 - s["stop_loss"][slots] + TOLERANCE)
+    s["arm_value"][slots] = arm
+    s["up_value"][slots] = np.fmin(tp, np.where(s["trail_armed"][slots], np.nan, arm))
+
+
+def multiple(value: npt.NDArray[np.float64], net_invested: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.float64]:
+    """Value per unit of net invested (1.15 = +15 %); NaN where nothing is
+    invested or outside `mask`."""
+    out = np.full(len(value), np.nan)
+    invested = net_invested > 0
+    if mask is not None:
+        invested &= mask
+    np.divide(value, net_invested, out=out, where=invested)
+    return out
 
 
 def profit(value: npt.NDArray[np.float64], net_invested: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """(value − net invested) / net invested; NaN where nothing is invested."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gain: npt.NDArray[np.float64] = value / net_invested - 1
-    gain[net_invested <= 0] = np.nan
+    gain = multiple(value, net_invested)
+    gain -= 1
     return gain
 
 
 def check(s: Any, value: npt.NDArray[np.float64], live: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
-    """The exit each `live` portfolio's value calls for (a `Reason` code,
-    NONE for most). Arms trailing take-profits and tracks their peaks in `s`.
-    Comparisons with NaN (no such setting, nothing invested) are False."""
-    gain = profit(value, s["net_invested_float"])
+    """The exit each `live` portfolio's value calls for: a `Reason` code,
+    NONE for most. Arms trailing take-profits and tracks their peaks in `s`.
+    Comparisons with NaN (no such level) are False; a stop-loss beats a
+    take-profit beats a trailing take-profit."""
     reason = np.zeros(len(value), np.uint8)
     with np.errstate(invalid="ignore"):
-        gain += TOLERANCE  # levels are reached from below: ≥ level − tolerance
-        arming = live & (gain >= s["trail_arm"])
-        arming &= ~s["trail_armed"]
-        if arming.any():
-            s["trail_armed"][arming] = True
-            s["trail_peak"][arming] = value[arming]
-        armed = np.flatnonzero(live & s["trail_armed"])
-        if len(armed):
-            peak = np.maximum(s["trail_peak"][armed], value[armed])
-            s["trail_peak"][armed] = peak
-            fallen = value[armed] <= peak * (1 - s["trail_drop"][armed]) * (1 + TOLERANCE)
-            reason[armed[fallen]] = Reason.TRAILING_TAKE_PROFIT
-        reason[live & (gain >= s["take_profit"])] = Reason.TAKE_PROFIT
-        gain += s["stop_loss"] - 2 * TOLERANCE  # gain ≤ −stop_loss + tolerance
-        reason[live & (gain <= 0)] = Reason.STOP_LOSS
+        hit = value >= s["up_value"]
+        hit |= value <= s["sl_value"]
+        hit &= live
+        crossed = np.flatnonzero(hit)  # a few per tick
+        v = value[crossed]
+        arming = crossed[(v >= s["arm_value"][crossed]) & ~s["trail_armed"][crossed]]
+        s["trail_armed"][arming] = True
+        s["trail_peak"][arming] = value[arming]
+        s["up_value"][arming] = s["tp_value"][arming]  # armed: only the take-profit is above
+        armed = np.flatnonzero(s["trail_armed"])
+        armed = armed[live[armed]]
+        peak = np.maximum(s["trail_peak"][armed], value[armed])
+        s["trail_peak"][armed] = peak
+        fallen = value[armed] <= peak * (1 - s["trail_drop"][armed]) * (1 + TOLERANCE)
+        reason[armed[fallen]] = Reason.TRAILING_TAKE_PROFIT
+        reason[crossed[v >= s["tp_value"][crossed]]] = Reason.TAKE_PROFIT
+        reason[crossed[v <= s["sl_value"][crossed]]] = Reason.STOP_LOSS
     return reason
 
 
-def track_drawdown(s: Any, mask: npt.NDArray[np.bool_]) -> None:
-    """Max drawdown of value per unit of net invested, so new money is not a
-    gain and a withdrawal is not a loss. NaN (unmasked, nothing invested) is
-    skipped by fmax."""
+def track_drawdown(s: Any, value: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_]) -> None:
+    """Max drawdown from the highest value so far, for the portfolios in
+    `mask` at this tick's `value`. `drawdown_level` is the value below which
+    the drawdown deepens, so a tick compares twice and works out only the
+    new highs and the new lows."""
+    with np.errstate(invalid="ignore"):
+        high = value > s["peak_value"]
+        high &= mask
+        high = np.flatnonzero(high)
+        s["peak_value"][high] = value[high]
+        s["drawdown_level"][high] = value[high] * (1 - s["max_drawdown"][high])
+        low = value < s["drawdown_level"]
+        low &= mask
+        low = np.flatnonzero(low)
+        s["max_drawdown"][low] = 1 - value[low] / s["peak_value"][low]
+        s["drawdown_level"][low] = value[low]
+
+
+def rescale_peak(s: Any, slots: npt.NDArray[np.int64], net_before: npt.NDArray[np.float64]) -> None:
+    """New money scales the peak with the net invested, so it is not a gain
+    (and a withdrawal is not a loss): the same peak per unit invested."""
+    net = s["net_invested_float"][slots]
     with np.errstate(divide="ignore", invalid="ignore"):
-        multiple = s["value"] / s["net_invested_float"]
-    multiple[~mask] = np.nan
-    peak = s["peak_value"]
-    np.fmax(peak, multiple, out=peak)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        multiple /= peak
-    np.subtract(1.0, multiple, out=multiple)
-    np.fmax(s["max_drawdown"], multiple, out=s["max_drawdown"])
+        ratio = np.where(net_before > 0, net / net_before, 1.0)
+    s["peak_value"][slots] *= ratio
+    s["drawdown_level"][slots] *= ratio
