@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         book._portfolios.load(saved[0])
         book._holdings.load(saved[1])
         engine.state.load(saved[2])
-        engine.orders = rebal.engine.OrderTable()
+        engine.orders = rebal.orders.OrderTable()
         engine.events()
 
     def timed(run: Any) -> tuple[float, Any]:

@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: the planner and the tick at small and medium sizes.
+"""pytest-benchmark suite: the planner, the tick and the Engine's tick at small and medium sizes.
 
     python -m pytest benches/test_bench_tick.py --benchmark-only
 
@@ -57,3 +57,23 @@ def test_build_book(benchmark, generated: RealisticBook) -> None:  # type: ignor
     """Book.from_columns with float amounts (read exactly by their shortest repr) and full validation."""
     book = benchmark.pedantic(generated.book, rounds=3)
     assert len(book) == len(generated.offsets) - 1
+
+
+def test_engine_tick(benchmark, generated: RealisticBook) -> None:  # type: ignore[no-untyped-def]
+    """Engine.on_tick: the Book's scan and plan with the policies between (take-profit,
+    stop-loss, trailing, auto-invest, drawdown) and the order table; state put back each round."""
+    from realistic import realistic_engine
+
+    engine = realistic_engine(generated, seed=11)
+    saved = [{k: v.copy() for k, v in t.arrays().items()} for t in (engine.book._portfolios, engine.state)]
+
+    def restore() -> tuple[tuple[()], dict[str, object]]:
+        engine.book._portfolios.load(saved[0])
+        engine.state.load(saved[1])
+        engine.orders = rebal.orders.OrderTable()
+        engine.events()
+        return (), {}
+
+    batch = benchmark.pedantic(lambda: engine.on_tick(3_600_000, generated.prices), setup=restore, rounds=5)
+    benchmark.extra_info.update(portfolios=len(engine.book), orders=len(batch))
+    assert len(batch) >= int(generated.triggered.sum())
