@@ -406,7 +406,7 @@ def test_add_update_remove_and_compact_keep_ids() -> None:
     with pytest.raises(rebal.ConfigError):
         book.slot(second)
     third = book.add({"B": "1"}, {"A": 0.5, "B": 0.5}, threshold=0.05)
-    assert third == first + 1
+    assert third == second + 1  # a removed id is never given again (client order ids are keyed by it)
 
 
 def test_exact_amounts_survive_the_book_and_arrow() -> None:

@@ -322,13 +322,13 @@ def test_termination_returns_a_delisted_coin_in_kind_and_sells_the_rest(binance_
     # Exit "return": everything back as it is, at once, nothing sold.
     assert host.orders_of(returning) == []
     back = {(e.asset, e.amount, e.reason) for e in events_of(events, "asset_returned", returning)}
-    assert back == {(a, q, "exit_return") for a, q in held_r.items()} | ({("USDT", cash_r, "exit_return")} if cash_r else set())
+    assert back == {(a, q, "exit_return") for a, q in held_r.items()} | ({("USDT", cash_r, "cash")} if cash_r else set())
     assert host.engine.stage(returning) == rebal.Stage.TERMINATED
 
     proceeds = sum((f.cost - f.fee for f in host.filled if f.portfolio_id == selling and f.purpose == Purpose.EXIT), Decimal(0))
     events = host.step(times[31], prices[31])
     back = {(e.asset, e.amount, e.reason) for e in events_of(events, "asset_returned", selling)}
-    assert back == {("XRP", held["XRP"], "market_inactive"), ("USDT", cash + proceeds, "exit_return")}
+    assert back == {("XRP", held["XRP"], "market_inactive"), ("USDT", cash + proceeds, "cash")}
     (done,) = events_of(events, "terminated", selling)
     assert done.reason == "user"
     assert host.engine.stage(selling) == rebal.Stage.TERMINATED

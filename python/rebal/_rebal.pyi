@@ -150,6 +150,15 @@ def exit(
     ("max_amount") and the dust below one lot ("below_step"). Prices are
     needed only for non-zero holdings in active markets."""
 
+def check_prices(
+    columns: Mapping[str, NDArray[Any]],
+    markets: Sequence[Market],
+    prices: NDArray[np.float64],
+    invest: NDArray[np.int64],
+    exit: NDArray[np.int64],
+) -> None:
+    """Refuses (PriceError naming the asset) a price the buys at `invest` or the exit sells at `exit` would need."""
+
 def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> NDArray[np.float64]:
     """Value of every portfolio by slot (active or not): cash + sum of
     amount * price. NaN where a non-zero holding's price is NaN."""

@@ -1,8 +1,9 @@
 """The numbers a user looks at (SPEC §3), per portfolio, as columns.
 
-Valued at the Engine's last tick. Profit is (value − net invested) / net
-invested; the hold benchmark is what the same buys (initial and auto-invest)
-would be worth had they never been rebalanced — "rebalancing vs holding".
+Valued at the Engine's last tick; a terminated portfolio as it ended.
+Profit is (value − net invested) / net invested; the hold benchmark is what
+the same buys (initial and auto-invest) would be worth had they never been
+rebalanced — "rebalancing vs holding".
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy.typing as npt
 
 from rebal import _rebal
 from rebal.columns import decimal_strings
+from rebal.engine_state import Stage
 from rebal.policies.exits import profit
 
 if TYPE_CHECKING:
@@ -26,12 +28,13 @@ YEAR_MS = 365.25 * 86_400_000
 
 def report(engine: Engine, slots: npt.NDArray[np.int64]) -> dict[str, np.ndarray]:
     s = engine.state
-    value = current_value(engine, slots)
+    ended = s["stage"][slots] == Stage.TERMINATED  # as they ended: everything was handed back then
+    value = np.where(ended, s["final_value"][slots], current_value(engine, slots))
     net = s["net_invested_float"][slots]
     gain = profit(value, net)
-    hold = hold_value(engine, slots)
+    hold = np.where(ended, s["final_hold_value"][slots], hold_value(engine, slots))
     now = engine.now_ms if engine.now_ms is not None else 0
-    years = (now - s["created_ms"][slots]) / YEAR_MS
+    years = (np.where(ended, s["ended_ms"][slots], now) - s["created_ms"][slots]) / YEAR_MS
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # Annualising a few days' return says nothing: shorter than a week is NaN.
         annualised = np.where(years >= 7 / 365.25, np.power(np.maximum(1 + gain, 0.0), 1 / np.where(years > 0, years, 1.0)) - 1, np.nan)
@@ -58,16 +61,12 @@ def current_value(engine: Engine, slots: npt.NDArray[np.int64]) -> npt.NDArray[n
     """Cash and holdings now (after the fills and new money since the tick) at the last tick's prices."""
     if engine.prices is None:
         return np.full(len(slots), np.nan)
-    values: npt.NDArray[np.float64] = _rebal.values(engine._book_columns(), engine.prices)[slots]
+    values: npt.NDArray[np.float64] = _rebal.values(engine.book._columns(), engine.prices)[slots]
     return values
 
 
 def hold_value(engine: Engine, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     """Value of the hold benchmark at the last tick's prices."""
-    s = engine.state
     if engine.prices is None:
         return np.full(len(slots), np.nan)
-    prices = np.append(engine.prices, 0.0)  # asset -1 (an unused column) is worth nothing
-    assets = s["hold_asset"][slots]
-    worth: npt.NDArray[np.float64] = (s["hold_amount"][slots] * prices[assets]).sum(axis=1) + s["hold_cash"][slots]
-    return worth
+    return engine._hold_values_of(slots, engine.prices)

@@ -100,6 +100,9 @@ class Book:
         self._holdings = Table(HOLDING_COLUMNS)
         self._unused_rows = 0
         self._index: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None
+        self.next_id = 0
+        """The id the next portfolio gets by default: above every id ever
+        added, so an id is never reused (client order ids are keyed by it)."""
 
     # ------------------------------------------------------------------ building
 
@@ -213,6 +216,8 @@ class Book:
         self._holdings.append(holdings, len(holdings["asset"]))
         self._portfolios.append(columns, len(columns["id"]))
         self._index = None
+        if len(columns["id"]):
+            self.next_id = max(self.next_id, int(columns["id"].max()) + 1)
 
     def add(
         self,
@@ -515,8 +520,7 @@ class Book:
     # ------------------------------------------------------------------ helpers
 
     def _new_ids(self, n: int) -> npt.NDArray[np.uint64]:
-        first = int(self._portfolios["id"].max()) + 1 if self._portfolios.length else 0
-        return np.arange(first, first + n, dtype=np.uint64)
+        return np.arange(self.next_id, self.next_id + n, dtype=np.uint64)
 
     def _check_new_ids(self, ids: npt.NDArray[np.uint64]) -> None:
         unique, counts = np.unique(ids, return_counts=True)

@@ -406,9 +406,25 @@ def _check_assets(config: StrategyConfig, limits: Limits) -> None:
         raise ConfigError(f"assets: the weights sum to {total!r} %, not 100 %", field="assets", value=total)
 
 
+_LARGEST = Decimal("1e20")  # amounts are i128 counts of 1e-18: about 1.7e20 at most
+
+
+def _decimals(amount: Decimal) -> int:
+    """Decimal places of `amount`, trailing zeros aside (exact: no context rounding)."""
+    _, digits, exponent = amount.as_tuple()
+    places = -int(exponent)
+    for digit in reversed(digits):
+        if places <= 0 or digit != 0:
+            break
+        places -= 1
+    return max(places, 0)
+
+
 def _check_amount(amount: Decimal, field: str, *, minimum: Decimal | None = None, maximum: Decimal | None = None) -> None:
     if not (amount.is_finite() and amount > 0):
         raise ConfigError(f"{field}: must be a finite amount > 0 (got {amount})", field=field, value=amount)
+    if amount >= _LARGEST or _decimals(amount) > 18:
+        raise ConfigError(f"{field}: at most 18 decimals and below 1e20 (got {amount})", field=field, value=amount)
     if minimum is not None and amount < minimum:
         raise ConfigError(f"{field}: {amount} is below the minimum {minimum}", field=field, value=amount)
     if maximum is not None and amount > maximum:

@@ -8,17 +8,19 @@ out (SPEC §3):
 
 State is columns: the `Book` (holdings, cash, triggers, the orders-out lock)
 and, slot for slot beside it, the Engine's own columns (stage, policies,
-accounting, the hold benchmark; `rebal.state`). On a tick the policies run
-vectorized over those columns (`rebal.policies`), the new-money buys and
-the exit sells are worked out in Rust, and `Book.tick` plans the
-rebalances; no Python loop runs over portfolios. Fills and rejects are
-applied exactly (integers of 1e-18), all or nothing per call.
+accounting, the hold benchmark; `rebal.engine_state`). A tick is one Book
+scan, the policies over its values (numpy, `rebal.policies`), and one Book
+plan that makes every order in a single parallel pass; no Python loop runs
+over portfolios. Fills and rejects are applied exactly (`rebal.fills`).
+
+A tick checks everything that can fail (prices, the spot-account call)
+before it changes anything, so an error leaves the Engine as it was, give
+or take idempotent updates (peaks, armed trailing take-profits).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any, Protocol
 
 import msgspec
@@ -27,7 +29,7 @@ import numpy.typing as npt
 
 from rebal import _rebal
 from rebal import config as cfg
-from rebal.batch import SIDE_BUY, SKIP_REASONS, OrderBatch, Status
+from rebal.batch import SKIP_REASONS, OrderBatch, Status
 from rebal.book import NEVER, Book
 from rebal.columns import Table, decimal_strings, words
 from rebal.engine_state import (
@@ -41,29 +43,32 @@ from rebal.engine_state import (
     state_columns,
 )
 from rebal.events import QUOTE_ASSET, EventKind, EventLog, Events, Reason
-from rebal.exceptions import ConfigError, FillError, InsufficientFunds, PriceError
+from rebal.exceptions import ConfigError, InsufficientFunds, PriceError
+from rebal.fills import apply_fills, apply_rejects
 from rebal.market import Market
-from rebal.orders import Fill, OrderStatus, OrderTable, Purpose, Reject
+from rebal.orders import Fill, OrderTable, Purpose, Reject
 from rebal.policies import auto_invest, exits
 
 __all__ = ["Engine", "Funds", "Stage"]
 
-ATOMS = 10**18
+Ids = int | Sequence[int] | npt.NDArray[np.uint64]
 
 
 class Funds(Protocol):
-    """The host's side of the user's spot account (SPEC §1: auto-invest
+    """The host's side of the users' spot accounts (SPEC §1: auto-invest
     "draws directly from your Spot Account").
 
     `withdraw` moves `amounts` (exact decimal strings, one per portfolio)
     from each portfolio's owner's spot balance into the portfolio and says,
-    per portfolio, whether it could. (portfolio id, cycle) identifies a
-    transfer: asked twice (after a crash), the host must not move it twice.
-    Cycle 0 is the initial investment, 1, 2, … the auto-invest cycles.
+    per portfolio, whether it could. (portfolio id, transfer) identifies a
+    request; transfer numbers count up per portfolio and are never reused,
+    except that a request the Engine may not have seen answered (a crash, an
+    exception) is asked again with the same number and amount: the host must
+    answer it as before and never move the money twice.
     """
 
     def withdraw(
-        self, portfolio_ids: npt.NDArray[np.uint64], cycles: npt.NDArray[np.int64], amounts: npt.NDArray[np.str_]
+        self, portfolio_ids: npt.NDArray[np.uint64], transfers: npt.NDArray[np.int64], amounts: npt.NDArray[np.str_]
     ) -> npt.NDArray[np.bool_]: ...
 
 
@@ -73,12 +78,18 @@ class Engine:
     markets: one `Market` per asset, all against one quote asset (an
         exchange with USDT and BTC portfolios runs one Engine per quote).
     limits: host policy (number of assets, investment bounds).
-    funds: the user's spot accounts; None grants every withdrawal (the host
+    funds: the users' spot accounts; None grants every withdrawal (the host
         settles money outside the Engine).
+    first_id: where this Engine's portfolio ids start (they are never
+        reused). Engines that share a venue or a spot ledger need disjoint
+        ids, since client order ids and transfers are keyed by them.
     """
 
-    def __init__(self, markets: Sequence[Market], *, limits: cfg.Limits | None = None, funds: Funds | None = None) -> None:
+    def __init__(
+        self, markets: Sequence[Market], *, limits: cfg.Limits | None = None, funds: Funds | None = None, first_id: int = 0
+    ) -> None:
         self.book = Book(markets, on_compact=self._keep_slots)
+        self.book.next_id = first_id
         self.markets = self.book.markets
         self.quote = self.markets[0].quote if self.markets else ""
         self.limits = limits or cfg.Limits()
@@ -92,81 +103,89 @@ class Engine:
         self.fill_count = 0
         self.now_ms: int | None = None
         self.prices: npt.NDArray[np.float64] | None = None
-        self.saved_configs: set[int] = set()
-        """Ids whose config the store already holds."""
+        self.config_changes: set[int] = set()
+        """Ids whose config a store has not saved yet (new or modified)."""
+        self.config_removals: set[int] = set()
+        """Ids removed since a store last saved."""
 
     # ------------------------------------------------------------------ lifecycle
 
-    def create(self, config: cfg.StrategyConfig, now_ms: int) -> int:
-        """A new portfolio, not yet funded (`fund` draws its investment)."""
+    def create(self, config: cfg.StrategyConfig, now_ms: int, *, id: int | None = None) -> int:
+        """A new portfolio, not yet funded (`fund` draws its investment).
+        `id` is the host's own (default: the next unused one)."""
         self._check_config(config)
-        return int(self.create_many([config], now_ms)[0])
+        return int(self.create_many([config], now_ms, ids=None if id is None else [id])[0])
 
-    def create_many(self, configs: Sequence[cfg.StrategyConfig], now_ms: int) -> npt.NDArray[np.uint64]:
+    def create_many(self, configs: Sequence[cfg.StrategyConfig], now_ms: int, *, ids: npt.ArrayLike | None = None) -> npt.NDArray[np.uint64]:
         """Many new portfolios at once (columns, not one call each); all or
         none. A bad config is a ConfigError naming it: "configs[3].assets"."""
         now_ms = _time(now_ms)
         for k, c in enumerate(configs):
             self._check_config(c, f"configs[{k}]")
-        first = int(self.book.ids.max()) + 1 if len(self.book.ids) else 0
-        ids = np.arange(first, first + len(configs), dtype=np.uint64)
         if not len(configs):
-            return ids
-        self._add_to_book(configs, ids, now_ms)  # checked as a whole first: all or none
-        self.state.append(self._state_rows(list(configs), now_ms), len(configs))  # slot for slot beside the Book
-        self.configs.update(zip(ids.tolist(), configs))
-        self._events.add(EventKind.CREATED, ids, now_ms)
-        return ids
+            return np.zeros(0, np.uint64)
+        rows = self._state_rows(list(configs), now_ms)  # everything that can fail, before the Book changes
+        new = self._add_to_book(configs, ids, now_ms)
+        self.state.append(rows, len(configs))  # slot for slot beside the Book
+        self.configs.update(zip(new.tolist(), configs))
+        self.config_changes.update(new.tolist())
+        self._events.add(EventKind.CREATED, new, now_ms)
+        return new
 
-    def fund(self, ids: int | Sequence[int] | npt.NDArray[np.uint64], now_ms: int) -> None:
-        """Draws each portfolio's investment from the user's spot balance
-        (cycle 0); the next tick buys the assets. A refused withdrawal is
-        `InsufficientFunds` and funds none of them."""
+    def fund(self, ids: Ids, now_ms: int) -> None:
+        """Draws each portfolio's investment from its owner's spot balance
+        (`funds.withdraw`); the next tick buys the assets. Those whose
+        withdrawal is refused stay created, and `InsufficientFunds` names
+        them after the others are funded."""
         now_ms = _time(now_ms)
-        slots = self.book.slots(ids)
+        slots = self._distinct_slots(ids)
         s = self.state
         wrong = s["stage"][slots] != Stage.CREATED
         if wrong.any():
-            pid = int(self.book.ids[slots[np.argmax(wrong)]])
-            raise ConfigError(f"id: portfolio {pid} is {Stage(s['stage'][slots[np.argmax(wrong)]]).name.lower()}, not created", field="id", value=pid)
+            slot = slots[np.argmax(wrong)]
+            pid = int(self.book.ids[slot])
+            raise ConfigError(f"id: portfolio {pid} is {Stage(s['stage'][slot]).name.lower()}, not created", field="id", value=pid)
         pids = self.book.ids[slots]
-        amounts = np.array([self.configs[int(i)].investment for i in pids.tolist()], dtype=object)
-        amount_words = words([str(a) for a in amounts], "investment")
-        granted = self._withdraw(pids, np.zeros(len(pids), np.int64), amount_words)
+        amount_words = words([str(self.configs[int(i)].investment) for i in pids.tolist()], "investment")
+        granted = self._withdraw(slots, amount_words)
+        funded = slots[granted]
+        self._add_money(funded, amount_words[granted])
+        s["stage"][funded] = Stage.FUNDING
+        s["pending_invest"][funded] = True
+        self._events.add(EventKind.FUNDED, pids[granted], now_ms, asset=QUOTE_ASSET, amount=amount_words[granted])
         if not granted.all():
-            pid = int(pids[np.argmin(granted)])
-            raise InsufficientFunds(f"fund: the spot balance of portfolio {pid} does not cover its investment", field="investment", value=pid)
-        self._add_money(slots, amount_words)
-        s["stage"][slots] = Stage.FUNDING
-        s["pending_invest"][slots] = True
-        self._events.add(EventKind.FUNDED, pids, now_ms, asset=QUOTE_ASSET, amount=amount_words)
+            refused = pids[~granted].tolist()
+            raise InsufficientFunds(f"fund: the spot balance does not cover the investment of portfolios {refused}", field="investment", value=refused)
 
-    def pause(self, ids: int | Sequence[int], now_ms: int) -> None:
+    def pause(self, ids: Ids, now_ms: int) -> None:
         """No orders of any kind (rebalance, auto-invest, take-profit) until `resume`."""
-        slots = self.book.slots(ids)
+        slots = self._distinct_slots(ids)
+        slots = slots[~self.state["user_paused"][slots] & (self.state["stage"][slots] != Stage.TERMINATED)]
         self.state["user_paused"][slots] = True
         self.book.pause_slots(slots, True)
         self._events.add(EventKind.PAUSED, self.book.ids[slots], _time(now_ms))
 
-    def resume(self, ids: int | Sequence[int], now_ms: int) -> None:
-        slots = self.book.slots(ids)
+    def resume(self, ids: Ids, now_ms: int) -> None:
+        slots = self._distinct_slots(ids)
+        slots = slots[self.state["user_paused"][slots]]
         self.state["user_paused"][slots] = False
         self.book.pause_slots(slots[self.state["stage"][slots] == Stage.ACTIVE], False)
         self._events.add(EventKind.RESUMED, self.book.ids[slots], _time(now_ms))
 
-    def terminate(self, ids: int | Sequence[int] | npt.NDArray[np.uint64], now_ms: int, *, exit: str | None = None) -> None:
+    def terminate(self, ids: Ids, now_ms: int, *, exit: str | None = None) -> None:
         """Ends portfolios: the next ticks sell everything to the quote asset
         (exit "sell") or hand the coins back as they are ("return"); the
-        config's exit mode unless `exit` is given."""
+        config's exit mode unless `exit` is given. Already terminating: no change."""
         now_ms = _time(now_ms)
         if exit not in (None, "sell", "return"):
             raise ConfigError(f"exit: must be 'sell' or 'return' (got {exit!r})", field="exit", value=exit)
-        slots = self.book.slots(ids)
+        slots = self._distinct_slots(ids)
         stage = self.state["stage"][slots]
         done = stage == Stage.TERMINATED
         if done.any():
             pid = int(self.book.ids[slots[np.argmax(done)]])
             raise ConfigError(f"id: portfolio {pid} is already terminated", field="id", value=pid)
+        slots = slots[stage != Stage.TERMINATING]
         if exit is not None:
             self.state["exit_mode"][slots] = EXIT_SELL if exit == "sell" else EXIT_RETURN
         self._start_exit(slots, Reason.USER, now_ms)
@@ -178,16 +197,19 @@ class Engine:
         self.book.set_markets(markets)
         self.markets = self.book.markets
 
-    def remove(self, ids: int | Sequence[int]) -> None:
-        """Forgets terminated portfolios (their slots are reclaimed)."""
-        slots = self.book.slots(ids)
+    def remove(self, ids: Ids) -> None:
+        """Forgets terminated portfolios (their slots are reclaimed; their ids are never reused)."""
+        slots = self._distinct_slots(ids)
         alive = self.state["stage"][slots] != Stage.TERMINATED
         if alive.any():
             pid = int(self.book.ids[slots[np.argmax(alive)]])
             raise ConfigError(f"id: portfolio {pid} is not terminated; terminate it first", field="id", value=pid)
-        for pid in self.book.ids[slots].tolist():
-            self.configs.pop(int(pid), None)
-        self.book.remove(ids)
+        pids = self.book.ids[slots].tolist()
+        self.book.remove(pids)
+        for pid in pids:
+            self.configs.pop(pid, None)
+            self.config_changes.discard(pid)
+            self.config_removals.add(pid)
 
     def modify(self, id: int, config: cfg.StrategyConfig, now_ms: int) -> None:
         """A new config for a live portfolio. Changing the assets or weights
@@ -202,37 +224,39 @@ class Engine:
         if self.book.columns()["locked"][slot]:
             raise ConfigError(f"id: portfolio {id} has orders out; modify it once they are done", field="id", value=id)
         old = self.configs[int(id)]
-        held = self.book.portfolio(id)["holdings"]
         new_weights = cfg.weights(config)
-        for asset, amount in held.items():
+        for asset, amount in self.book.portfolio(id)["holdings"].items():
             if asset not in new_weights and amount != 0:
                 raise ConfigError(
                     f"assets[{asset}]: still holding {amount}; it can leave the portfolio once sold",
                     field=f"assets[{asset}]",
                     value=str(amount),
                 )
-        composition_changed = cfg.weights(old) != new_weights
-        hold = {self.markets[a].base: (float(x)) for a, x in zip(s["hold_asset"][slot].tolist(), s["hold_amount"][slot].tolist()) if a >= 0}
-        self.book.update(id, targets=new_weights, **_book_settings(config, now_ms))
+        one = self._state_rows([config], now_ms)  # everything that can fail, before the Book changes
+        settings = _book_settings(config, now_ms)
+        if config.trigger == old.trigger:
+            settings.pop("next_check_ms", None)  # the calendar keeps its phase
+        hold = {self.markets[a].base: x for a, x in zip(s["hold_asset"][slot].tolist(), s["hold_amount"][slot].tolist()) if a >= 0}
+        self.book.update(id, targets=new_weights, **settings)
         slot = self.book.slot(id)  # an update may compact the Book
-        one = self._state_rows([config], now_ms)
         for name in ("exit_mode", "take_profit", "stop_loss", "trail_arm", "trail_drop"):
             s[name][slot] = one[name][0]
+        if config.trailing_take_profit != old.trailing_take_profit:
+            s["trail_armed"][slot] = False
         exits.set_levels(s, np.array([slot]))
-        assets = list(new_weights)
-        s["hold_asset"][slot] = -1
+        s["hold_asset"][slot] = one["hold_asset"][0]
         s["hold_amount"][slot] = 0.0
-        s["hold_asset"][slot, : len(assets)] = [self._asset[a] for a in assets]
-        s["hold_amount"][slot, : len(assets)] = [hold.get(a, 0.0) for a in assets]
+        s["hold_amount"][slot, : len(new_weights)] = [hold.get(a, 0.0) for a in new_weights]
         if config.auto_invest != old.auto_invest:  # new auto-invest settings: a new schedule from now
             for name in auto_invest.DCA_COLUMNS:
                 if name not in ("dca_last_ms", "dca_cycles"):
                     s[name][slot] = one[name][0]
             auto_invest.set_level(s, np.array([slot]))
-        if composition_changed and config.auto_invest == old.auto_invest and s["dca_state"][slot] == DCA_ON:
+        elif cfg.weights(old) != new_weights and s["dca_state"][slot] == DCA_ON:
             s["dca_state"][slot] = DCA_STOPPED
             self._events.add(EventKind.AUTO_INVEST_STOPPED, [id], now_ms, reason=Reason.COMPOSITION_CHANGED)
         self.configs[int(id)] = config
+        self.config_changes.add(int(id))
         self._events.add(EventKind.MODIFIED, [id], now_ms)
 
     # ------------------------------------------------------------------ the tick
@@ -252,21 +276,28 @@ class Engine:
         stage = s["stage"]
         self.orders.prune()
 
+        # What can fail comes first: the scan checks the prices of what is
+        # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
+        free = ~book.columns()["locked"]
+        ending = np.flatnonzero((stage == Stage.TERMINATING) & free)
+        waiting = np.flatnonzero(s["pending_invest"] & free)
+        _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
+        self.now_ms, self.prices = now_ms, prices
         value, status = scan.value, scan.status
         active = status != Status.INACTIVE
         exits.track_drawdown(s, value, active)
 
-        # Take-profit / stop-loss, then auto-invest, on portfolios without orders out.
-        free = ~book.columns()["locked"]
+        # Take-profit / stop-loss; an exit instead of a rebalance.
         reason = exits.check(s, value, active & free)
         hits = np.flatnonzero(reason)
-        status[hits] = Status.IDLE  # the exit, not a rebalance
+        status[hits] = Status.IDLE
         for code, kind in exits.EVENTS.items():
             hit = hits[reason[hits] == code]
             self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
             self._start_exit(hit, Reason(code), now_ms)
-        # A rebalance first, new money at the next tick; an exit instead of either.
+
+        # Auto-invest: a rebalance first, new money at the next tick.
         ready = auto_invest.ready(s, now_ms)
         ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE) & (stage[ready] == Stage.ACTIVE)]
         self._auto_invest(ready, value, now_ms)
@@ -277,148 +308,33 @@ class Engine:
         selling = ending[s["exit_mode"][ending] == EXIT_SELL]
         investing = np.flatnonzero(s["pending_invest"] & free)
         investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING) | (stage[investing] == Stage.ACTIVE))]
-        s["pending_invest"][investing] = False
 
         batch = book.plan(scan, invest=investing, exit=selling)
+        s["pending_invest"][investing] = False
         rounds = _rounds(batch.portfolio)
         self._after_plan(batch, rounds, selling, investing, now_ms)
         self._record_orders(batch, rounds, now_ms)
-        self.now_ms, self.prices = now_ms, prices
         return batch
-
-    def _values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Value of a few portfolios (those the Book's scan skips) at `prices`."""
-        p, h = self.book.columns(), self.book.holding_columns()
-        start, counts = p["start"][slots], p["stop"][slots] - p["start"][slots]
-        rows = np.repeat(start - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
-        held = h["amount_float"][rows]
-        worth = np.where(held != 0, held * prices[h["asset"][rows]], 0.0)  # an unpriced asset not held is worth 0
-        owner = np.repeat(np.arange(len(slots)), counts)
-        values: npt.NDArray[np.float64] = p["cash_float"][slots] + np.bincount(owner, weights=worth, minlength=len(slots))
-        return values
 
     # ------------------------------------------------------------------ fills and rejects
 
-    def on_fills(self, fills: Sequence[Fill]) -> None:
+    def on_fills(self, fills: Sequence[Fill], now_ms: int | None = None) -> None:
         """Applies (partial) fills: holdings, cash, fees, accounting. Every
         fill is checked first (known open order, positive amount, not more
         than ordered, fee asset, no balance below zero); one bad fill
         refuses the call and changes nothing. The fills of one call count
-        together, so a round's sells pay for its buys in any order.
+        together, so a round's sells pay for its buys in any order within
+        the call; a host that gets a buy's fill before its round's sells
+        pass them in one call. `now_ms` (default: the last tick's) stamps
+        the events."""
+        apply_fills(self, fills, self._event_time(now_ms))
 
-        Each fill is parsed in Python (its Decimals); the rest runs over
-        columns: exact amounts as arrays of Python ints, then numpy."""
-        if not len(fills):
-            return
-        book, s, t = self.book, self.state, self.orders
-        rows, amount, cost, fee, in_base, price, done = self._parse_fills(fills)
-        slots = book.slots(t["portfolio_id"][rows])
-        legs = t["leg"][rows].astype(np.int64)
-        holdings = book.columns()["start"][slots] + legs
-        buy = t["side"][rows] == SIDE_BUY
-        base_fee = np.where(in_base, fee, 0)
-        quote_fee = np.where(in_base, 0, fee)
-        coin = np.where(buy, amount - base_fee, -(amount + base_fee))
-        cash = np.where(buy, -(cost + quote_fee), cost - quote_fee)
-
-        # Balances after the whole call, exact; refused if any would go below zero.
-        new_amounts, amount_rows = _balances(book.holding_columns()["amount"], holdings, coin)
-        new_cash, cash_slots = _balances(book.columns()["cash"], slots, cash)
-        for values, index, where, name in ((new_amounts, amount_rows, holdings, "base"), (new_cash, cash_slots, slots, "quote")):
-            negative = values < 0
-            if negative.any():
-                k = int(np.argmax(np.isin(where, index[negative])))
-                market = self.markets[int(t["asset"][rows[k]])]
-                asset = market.base if name == "base" else market.quote
-                raise FillError(f"fills[{k}]: would take the portfolio's {asset} below zero", field=f"fills[{k}]", value=fills[k].client_order_id)
-
-        # Everything checked: write.
-        book.set_exact(cash_slots, _to_words(new_cash), amount_rows, _to_words(new_amounts))
-        as_float = np.vectorize(lambda v: v / ATOMS, otypes=[np.float64])
-        fee_value = as_float(quote_fee) + as_float(base_fee) * np.array([float(p) for p in price])
-        np.add.at(s["fees_paid"], slots, fee_value)
-        purpose = t["purpose"][rows]
-        turnover = purpose == Purpose.REBALANCE
-        np.add.at(s["turnover"], slots[turnover], as_float(cost[turnover]))
-        bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys
-        np.add.at(s["hold_amount"], (slots[bought], legs[bought]), as_float(coin[bought]))
-        np.add.at(s["hold_cash"], slots[bought], as_float(cash[bought]))
-        s["round_filled"][slots] = True
-        order_rows = np.array(list(done), np.int64)
-        filled = np.array(list(done.values()), dtype=object)
-        t["filled"][order_rows] = _to_words(filled)
-        complete = filled == _from_words(t["amount"][order_rows])
-        t.close_many(order_rows[complete], OrderStatus.FILLED)
-        t.mark(order_rows[~complete], OrderStatus.PARTIALLY_FILLED)
-        np.subtract.at(s["round_open"], book.slots(t["portfolio_id"][order_rows[complete]]), 1)
-        self.fill_count += len(fills)
-        self._settle(slots)
-
-    def _parse_fills(self, fills: Sequence[Fill]) -> tuple[Any, ...]:
-        """Each fill's order row and exact amounts (Python ints of 1e-18),
-        checked against its order and the fills before it in the call."""
-        t = self.orders
-        n = len(fills)
-        rows = np.empty(n, np.int64)
-        amount, cost, fee = (np.empty(n, dtype=object) for _ in range(3))
-        in_base = np.zeros(n, bool)
-        price: list[Decimal] = []
-        done: dict[int, int] = {}  # order row -> filled after this call
-        for k, f in enumerate(fills):
-            field = f"fills[{k}]"
-            row = t.find(f.client_order_id) if isinstance(f, Fill) else None
-            if row is None:
-                cid = getattr(f, "client_order_id", f)
-                raise FillError(f"{field}.client_order_id: no open order {cid!r}", field=f"{field}.client_order_id", value=cid)
-            rows[k] = row
-            amount[k] = _atoms(f.amount, f"{field}.amount", positive=True)
-            price.append(_positive(f.price, f"{field}.price"))
-            fee[k] = _atoms(f.fee, f"{field}.fee")
-            ordered = _int_of(t["amount"][row])
-            done[row] = done.get(row, _int_of(t["filled"][row])) + amount[k]
-            if done[row] > ordered:
-                raise FillError(
-                    f"{field}.amount: {f.amount} would fill {_dec(done[row])} of an order for {_dec(ordered)}",
-                    field=f"{field}.amount",
-                    value=str(f.amount),
-                )
-            market = self.markets[int(t["asset"][row])]
-            fee_asset = f.fee_asset or market.quote
-            if fee_asset not in (market.base, market.quote):
-                raise FillError(f"{field}.fee_asset: {fee_asset!r} is neither {market.base} nor {market.quote}", field=f"{field}.fee_asset", value=fee_asset)
-            in_base[k] = fee_asset == market.base
-            buy = t["side"][row] == SIDE_BUY
-            cost[k] = _atoms(f.cost, f"{field}.cost", positive=True) if f.cost is not None else _cost(amount[k], price[-1], up=buy)
-        return rows, amount, cost, fee, in_base, price, done
-
-    def on_rejects(self, rejects: Sequence[Reject]) -> None:
+    def on_rejects(self, rejects: Sequence[Reject], now_ms: int | None = None) -> None:
         """Orders refused or cancelled by the venue (what they filled before
-        stays). A portfolio with no orders left is unlocked: the next tick
-        re-plans it."""
-        rows: list[int] = []
-        seen: set[int] = set()
-        for k, r in enumerate(rejects):
-            field = f"rejects[{k}].client_order_id"
-            row = self.orders.find(r.client_order_id) if isinstance(r, Reject) else None
-            if row is None:
-                cid = getattr(r, "client_order_id", r)
-                raise FillError(f"{field}: no open order {cid!r}", field=field, value=cid)
-            if row in seen:
-                raise FillError(f"{field}: {r.client_order_id!r} given twice", field=field, value=r.client_order_id)
-            seen.add(row)
-            rows.append(row)
-        if not rows:
-            return
-        t = self.orders
-        index = np.array(rows, np.int64)
-        cancelled = np.array([r.kind == "cancelled" for r in rejects], bool)
-        t.close_many(index[~cancelled], OrderStatus.REJECTED)
-        t.close_many(index[cancelled], OrderStatus.CANCELLED)
-        slots = self.book.slots(t["portfolio_id"][index])
-        np.subtract.at(self.state["round_open"], slots, 1)
-        now = self.now_ms if self.now_ms is not None else 0
-        self._events.add(EventKind.ORDER_REJECTED, t["portfolio_id"][index], now, value=t["leg"][index].astype(np.float64), reason=Reason.REJECTED)
-        self._settle(slots)
+        stays). A portfolio with no orders left is unlocked, and the next
+        tick re-plans it (no cooldown, and unspent new money is bought with
+        again)."""
+        apply_rejects(self, rejects, self._event_time(now_ms))
 
     # ------------------------------------------------------------------ reading
 
@@ -432,11 +348,11 @@ class Engine:
     def stage(self, id: int) -> Stage:
         return Stage(int(self.state["stage"][self.book.slot(id)]))
 
-    def accounting(self, ids: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-        """Per portfolio, at the last tick's prices: net invested (exact
-        strings), value, profit and profit %, annualised return, fees paid,
-        turnover, rebalances, max drawdown, and the hold benchmark (the same
-        buys, never rebalanced) with its profit %."""
+    def accounting(self, ids: Ids | None = None) -> dict[str, np.ndarray]:
+        """Per portfolio, at the last tick's prices (a terminated one as it
+        ended): net invested (exact strings), value, profit and profit %,
+        annualised return, fees paid, turnover, rebalances, max drawdown, and
+        the hold benchmark (the same buys, never rebalanced) with its profit %."""
         from rebal.accounting import report
 
         slots = np.flatnonzero(self.book.columns()["alive"]) if ids is None else self.book.slots(ids)
@@ -454,7 +370,7 @@ class Engine:
         arrays.update({f"state.{k}": v for k, v in self.state.arrays().items()})
         arrays.update({f"orders.{k}": v for k, v in self.orders.table.arrays().items()})
         arrays.update({f"events.{k}": v for k, v in self._events.columns().items()})
-        meta = {"now_ms": self.now_ms, "fill_count": self.fill_count, "unused_rows": self.book._unused_rows}
+        meta = {"now_ms": self.now_ms, "fill_count": self.fill_count, "unused_rows": self.book._unused_rows, "next_id": self.book.next_id}
         arrays["meta"] = np.array(msgspec.json.encode(meta).decode())
         if self.prices is not None:
             arrays["prices"] = self.prices
@@ -470,6 +386,8 @@ class Engine:
         limits: cfg.Limits | None = None,
         funds: Funds | None = None,
     ) -> Engine:
+        """The Engine a `snapshot` was taken of (with `configs` by id). Host
+        limits may have changed since: a wider `max_assets` widens the columns."""
         from rebal.store import load_arrays
 
         arrays = load_arrays(blob)
@@ -478,32 +396,49 @@ class Engine:
         def part(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
 
-        width = part("state")["hold_asset"].shape[1]
-        engine._width = width
-        engine.state = Table(state_columns(width))
+        state = part("state")
+        saved_width = state["hold_asset"].shape[1]
+        if saved_width < engine._width:
+            pad = engine._width - saved_width
+            state["hold_asset"] = np.pad(state["hold_asset"], ((0, 0), (0, pad)), constant_values=-1)
+            state["hold_amount"] = np.pad(state["hold_amount"], ((0, 0), (0, pad)))
+        engine._width = max(engine._width, saved_width)
+        engine.state = Table(state_columns(engine._width))
         engine.book._portfolios.load(part("book"))
         engine.book._holdings.load(part("holdings"))
-        engine.state.load(part("state"))
+        engine.state.load(state)
         engine.orders.load(part("orders"))
         engine._events.load(part("events"))
         meta = msgspec.json.decode(str(arrays["meta"]))
         engine.now_ms, engine.fill_count = meta["now_ms"], meta["fill_count"]
         engine.book._unused_rows = meta["unused_rows"]
+        engine.book.next_id = meta["next_id"]
         engine.prices = arrays.get("prices")
-        engine.configs = dict(configs)
+        live = set(engine.book.ids[engine.book.columns()["alive"]].tolist())
+        engine.configs = {pid: c for pid, c in configs.items() if pid in live}
         return engine
 
     # ------------------------------------------------------------------ internals
 
-    def _book_columns(self) -> dict[str, np.ndarray]:
-        return {**self.book._portfolios.views(), **self.book._holdings.views()}
-
     def _keep_slots(self, keep: npt.NDArray[np.int64]) -> None:
         self.state.keep(keep)
+
+    def _event_time(self, now_ms: int | None) -> int:
+        return _time(now_ms) if now_ms is not None else (self.now_ms if self.now_ms is not None else 0)
+
+    def _distinct_slots(self, ids: Ids) -> npt.NDArray[np.int64]:
+        slots = self.book.slots(ids)
+        if len(np.unique(slots)) != len(slots):
+            pids = self.book.ids[slots]
+            unique, counts = np.unique(pids, return_counts=True)
+            twice = int(unique[np.argmax(counts > 1)])
+            raise ConfigError(f"id: portfolio {twice} given twice", field="id", value=twice)
+        return slots
 
     def _check_config(self, c: cfg.StrategyConfig, where: str = "") -> None:
         """Checks a config against the host's limits and this Engine's
         markets. `where` prefixes the field ("configs[3]" → "configs[3].assets")."""
+
         def at(field: str) -> str:
             return f"{where}.{field}" if where else field
 
@@ -521,7 +456,7 @@ class Engine:
             if asset not in self._asset:
                 raise ConfigError(f"{at(f'assets[{asset}]')}: no {asset}/{self.quote} market", field=at(f"assets[{asset}]"), value=asset)
 
-    def _add_to_book(self, configs: Sequence[cfg.StrategyConfig], ids: npt.NDArray[np.uint64], now_ms: int) -> None:
+    def _add_to_book(self, configs: Sequence[cfg.StrategyConfig], ids: npt.ArrayLike | None, now_ms: int) -> npt.NDArray[np.uint64]:
         """The portfolios' holdings (none yet), weights and strategies into the Book, paused."""
         counts = np.array([len(c.assets) for c in configs], np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -534,9 +469,9 @@ class Engine:
         for key in ("interval_ms", "next_check_ms"):
             columns[key] = np.array([0 if v is None else v for v in columns[key]], np.int64)
         n = len(configs)
-        self.book.add_columns(offsets, asset, np.zeros((len(asset), 2), np.int64), target, np.zeros((n, 2), np.int64), id=ids, **columns)
+        new = self.book.add_columns(offsets, asset, np.zeros((len(asset), 2), np.int64), target, np.zeros((n, 2), np.int64), id=ids, **columns)
         self.book.pause_slots(np.arange(len(self.book.ids) - n, len(self.book.ids)), True)
-
+        return new
 
     def _state_rows(self, configs: list[cfg.StrategyConfig], now_ms: int) -> dict[str, np.ndarray]:
         n = len(configs)
@@ -551,16 +486,22 @@ class Engine:
         rows.update(auto_invest.columns(configs, now_ms))
         return rows
 
-    def _withdraw(self, pids: npt.NDArray[np.uint64], cycles: npt.NDArray[np.int64], amount_words: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        if self.funds is None or len(pids) == 0:
-            return np.ones(len(pids), bool)
-        granted = np.asarray(self.funds.withdraw(pids, cycles, decimal_strings(amount_words)), dtype=bool)
-        if granted.shape != (len(pids),):
-            raise ConfigError(f"funds.withdraw: must return one bool per portfolio ({len(pids)}), got shape {granted.shape}", field="funds", value=granted.shape)
+    def _withdraw(self, slots: npt.NDArray[np.int64], amount_words: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Asks the spot accounts for money; each request gets the portfolio's
+        next transfer number, counted once the host has answered."""
+        s = self.state
+        if self.funds is None or len(slots) == 0:
+            granted = np.ones(len(slots), bool)
+        else:
+            answer = self.funds.withdraw(self.book.ids[slots], s["transfers"][slots].copy(), decimal_strings(amount_words))
+            granted = np.asarray(answer, dtype=bool)
+            if granted.shape != (len(slots),):
+                raise ConfigError(f"funds.withdraw: must return one bool per portfolio ({len(slots)}), got shape {granted.shape}", field="funds", value=granted.shape)
+        s["transfers"][slots] += 1
         return granted
 
     def _add_money(self, slots: npt.NDArray[np.int64], amount_words: npt.NDArray[np.int64]) -> None:
-        """New money into the portfolios: cash, net invested, the hold benchmark's cash."""
+        """New money into the portfolios: cash, net invested, the hold benchmark's cash, the levels."""
         s = self.state
         self.book.add_cash(slots, amount_words)
         net_before = s["net_invested_float"][slots]
@@ -572,37 +513,39 @@ class Engine:
         auto_invest.set_level(s, slots)
 
     def _auto_invest(self, ready: npt.NDArray[np.int64], value: npt.NDArray[np.float64], now_ms: int) -> None:
+        """Due cycles draw new money from the spot accounts; the plan buys with it."""
         s = self.state
         due = auto_invest.due(s, ready, value)
         if not len(due):
             return
-        pids = self.book.ids[due]
-        # The next run is set whatever happens, so a refused cycle is not retried every tick.
-        s["dca_next_ms"][due] = auto_invest.next_ready(s, due, now_ms)
         over_max, over_cap = auto_invest.limits(s, due, float(self.limits.max_investment))
-        for mask, state, kind, why in ((over_max, DCA_STOPPED, EventKind.AUTO_INVEST_STOPPED, Reason.MAX_INVESTMENT), (over_cap & ~over_max, DCA_PAUSED, EventKind.AUTO_INVEST_PAUSED, Reason.CAP_REACHED)):
+        go = due[~(over_max | over_cap)]
+        amounts = np.ascontiguousarray(s["dca_amount"][go])
+        granted = self._withdraw(go, amounts)  # the call that can fail: nothing has changed yet
+        # The next run is set whatever happened, so a refused cycle is not retried every tick.
+        s["dca_next_ms"][due] = auto_invest.next_ready(s, due, now_ms)
+        pids = self.book.ids
+        for mask, state, kind, why in (
+            (over_max, DCA_STOPPED, EventKind.AUTO_INVEST_STOPPED, Reason.MAX_INVESTMENT),
+            (over_cap & ~over_max, DCA_PAUSED, EventKind.AUTO_INVEST_PAUSED, Reason.CAP_REACHED),
+        ):
             s["dca_state"][due[mask]] = state
-            self._events.add(kind, pids[mask], now_ms, reason=why)
-        go = ~(over_max | over_cap)
-        due, pids = due[go], pids[go]
-        amounts = np.ascontiguousarray(s["dca_amount"][due])
-        cycles = s["dca_cycles"][due] + 1
-        granted = self._withdraw(pids, cycles, amounts)
-        refused = due[~granted]
+            self._events.add(kind, pids[due[mask]], now_ms, reason=why)
+        refused = go[~granted]
         s["dca_state"][refused] = DCA_STOPPED
-        self._events.add(EventKind.AUTO_INVEST_STOPPED, pids[~granted], now_ms, reason=Reason.INSUFFICIENT_BALANCE)
-        due, pids, amounts, cycles = due[granted], pids[granted], amounts[granted], cycles[granted]
-        if not len(due):
+        self._events.add(EventKind.AUTO_INVEST_STOPPED, pids[refused], now_ms, reason=Reason.INSUFFICIENT_BALANCE)
+        go, amounts = go[granted], amounts[granted]
+        if not len(go):
             return
-        self._add_money(due, amounts)
-        s["dca_cycles"][due] = cycles
-        s["dca_last_ms"][due] = now_ms
-        s["pending_invest"][due] = True
-        self._events.add(EventKind.AUTO_INVEST_EXECUTED, pids, now_ms, asset=QUOTE_ASSET, amount=amounts)
+        self._add_money(go, amounts)
+        s["dca_cycles"][go] += 1
+        s["dca_last_ms"][go] = now_ms
+        s["pending_invest"][go] = True
+        self._events.add(EventKind.AUTO_INVEST_EXECUTED, pids[go], now_ms, asset=QUOTE_ASSET, amount=amounts)
         # Reaching the cap pauses auto-invest from the next cycle on.
-        at_cap = due[s["net_invested_float"][due] >= s["dca_cap"][due] - auto_invest.TOLERANCE]
+        at_cap = go[s["net_invested_float"][go] >= s["dca_cap"][go] - auto_invest.TOLERANCE]
         s["dca_state"][at_cap] = DCA_PAUSED
-        self._events.add(EventKind.AUTO_INVEST_PAUSED, self.book.ids[at_cap], now_ms, reason=Reason.CAP_REACHED)
+        self._events.add(EventKind.AUTO_INVEST_PAUSED, pids[at_cap], now_ms, reason=Reason.CAP_REACHED)
 
     def _start_exit(self, slots: npt.NDArray[np.int64], why: Reason, now_ms: int) -> None:
         s = self.state
@@ -612,13 +555,8 @@ class Engine:
         s["dca_state"][slots] = np.where(s["dca_state"][slots] == DCA_OFF, DCA_OFF, DCA_STOPPED)
         self.book.pause_slots(slots, True)
         self._events.add(EventKind.TERMINATING, self.book.ids[slots], now_ms, reason=why)
-        never_funded = slots[self._funded_nothing(slots)]
-        if len(never_funded):
-            self._finish(never_funded, now_ms)
-
-    def _funded_nothing(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        nothing: npt.NDArray[np.bool_] = (self.state["net_invested_float"][slots] == 0) & (self.book.columns()["cash_float"][slots] == 0)
-        return nothing
+        nothing = (s["net_invested_float"][slots] == 0) & (self.book.columns()["cash_float"][slots] == 0)
+        self._finish(slots[nothing], now_ms)  # never funded: nothing to sell or return
 
     def _after_plan(self, batch: OrderBatch, rounds: _Rounds, selling: npt.NDArray[np.int64], investing: npt.NDArray[np.int64], now_ms: int) -> None:
         """Events of the rounds that start; exits with nothing left to sell
@@ -640,18 +578,20 @@ class Engine:
 
     def _finish(self, slots: npt.NDArray[np.int64], now_ms: int, *, inactive_rows: npt.NDArray[np.int64] | None = None) -> None:
         """Hands every coin and the cash of `slots` back (ASSET_RETURNED
-        events with exact amounts) and marks them terminated. Without
-        `inactive_rows` (the exit mode is "return") every coin goes back
-        as it is; with them, what the exit could not sell: the coins of
-        those rows' suspended markets, and dust below the market minimums."""
+        events with exact amounts), keeps their final value and marks them
+        terminated. Without `inactive_rows` (the exit mode is "return") every
+        coin goes back as it is; with them, what the exit could not sell: the
+        coins of those rows' suspended markets, and dust below the minimums."""
         if not len(slots):
             return
         book, s = self.book, self.state
         p, h = book.columns(), book.holding_columns()
         pids = book.ids[slots]
-        start, counts = p["start"][slots], p["stop"][slots] - p["start"][slots]
-        owner = np.repeat(np.arange(len(slots)), counts)
-        rows = np.repeat(start - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
+        prices = self.prices if self.prices is not None else np.full(len(self.markets), np.nan)
+        s["final_value"][slots] = self._values_of(slots, prices)
+        s["final_hold_value"][slots] = self._hold_values_of(slots, prices)
+        s["ended_ms"][slots] = now_ms
+        owner, rows = _rows_of(p["start"][slots], p["stop"][slots])
         amounts = h["amount"][rows]
         held = (amounts != 0).any(axis=1)
         if inactive_rows is None:
@@ -661,12 +601,11 @@ class Engine:
         self._events.add(EventKind.ASSET_RETURNED, pids[owner][held], now_ms, asset=h["asset"][rows][held], amount=amounts[held], reason=reason[held])
         cash = p["cash"][slots]
         has_cash = (cash != 0).any(axis=1)
-        self._events.add(EventKind.ASSET_RETURNED, pids[has_cash], now_ms, asset=QUOTE_ASSET, amount=cash[has_cash], reason=Reason.EXIT_RETURN)
-        final_value = self._values_of(slots, self.prices if self.prices is not None else np.full(len(self.markets), np.nan))
+        self._events.add(EventKind.ASSET_RETURNED, pids[has_cash], now_ms, asset=QUOTE_ASSET, amount=cash[has_cash], reason=Reason.CASH)
         book.set_exact(slots, np.zeros((len(slots), 2), np.int64), rows, np.zeros((len(rows), 2), np.int64))
         s["stage"][slots] = Stage.TERMINATED
         s["pending_invest"][slots] = False
-        self._events.add(EventKind.TERMINATED, pids, now_ms, value=final_value, reason=s["exit_reason"][slots])
+        self._events.add(EventKind.TERMINATED, pids, now_ms, value=s["final_value"][slots], reason=s["exit_reason"][slots])
 
     def _activate(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
         if not len(slots):
@@ -685,6 +624,7 @@ class Engine:
         slots, counts, first = rounds
         s["round_open"][slots] = counts
         s["round_filled"][slots] = False
+        s["round_short"][slots] = False
         s["round_purpose"][slots] = batch.purpose[first]
         self.orders.append(
             {
@@ -702,26 +642,46 @@ class Engine:
             }
         )
 
-    def _settle(self, slots: npt.NDArray[np.int64]) -> None:
-        """Portfolios among `slots` whose round of orders is over: unlocked, with their events."""
+    def _settle(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
+        """Portfolios among `slots` whose round of orders is over: unlocked,
+        with their events. A round cut short (an order rejected or cancelled)
+        is re-planned at the next tick: no cooldown after a rebalance, and
+        new money not yet spent is bought with again."""
         s, book = self.state, self.book
         slots = np.unique(slots)
         slots = slots[(s["round_open"][slots] == 0) & book.columns()["locked"][slots]]
         if not len(slots):
             return
-        now = self.now_ms if self.now_ms is not None else 0
         book.lock_slots(slots, False)
-        purpose, filled = s["round_purpose"][slots], s["round_filled"][slots]
-        rebalanced = slots[(purpose == Purpose.REBALANCE) & filled]
+        purpose, filled, short = s["round_purpose"][slots], s["round_filled"][slots], s["round_short"][slots]
+        rebalance = purpose == Purpose.REBALANCE
+        rebalanced = slots[rebalance & filled]
         s["rebalances"][rebalanced] += 1
-        self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now)
-        # A round that filled nothing was no rebalance: no cooldown after it.
-        book._portfolios["last_rebalance_ms"][slots[(purpose == Purpose.REBALANCE) & ~filled]] = NEVER
-        self._activate(slots[(purpose == Purpose.INVEST) & (s["stage"][slots] == Stage.FUNDING)], now)
+        self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
+        book._portfolios["last_rebalance_ms"][slots[rebalance & (short | ~filled)]] = NEVER
+        invest = purpose == Purpose.INVEST
+        live = (s["stage"][slots] == Stage.FUNDING) | (s["stage"][slots] == Stage.ACTIVE)
+        s["pending_invest"][slots[invest & short & live]] = True
+        self._activate(slots[invest & ~short & (s["stage"][slots] == Stage.FUNDING)], now_ms)
+
+    def _values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Value of a few portfolios at `prices` (an unpriced asset not held is worth 0)."""
+        p, h = self.book.columns(), self.book.holding_columns()
+        owner, rows = _rows_of(p["start"][slots], p["stop"][slots])
+        held = h["amount_float"][rows]
+        worth = np.where(held != 0, held * prices[h["asset"][rows]], 0.0)
+        values: npt.NDArray[np.float64] = p["cash_float"][slots] + np.bincount(owner, weights=worth, minlength=len(slots))
+        return values
+
+    def _hold_values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Value of the hold benchmark of `slots` at `prices`."""
+        s = self.state
+        priced = np.append(prices, 0.0)  # asset -1 (an unused column) is worth nothing
+        worth: npt.NDArray[np.float64] = (s["hold_amount"][slots] * priced[s["hold_asset"][slots]]).sum(axis=1) + s["hold_cash"][slots]
+        return worth
 
 
 # ---------------------------------------------------------------------- helpers
-
 
 _BOOK_SETTINGS = ("trigger", "threshold", "threshold_kind", "gate", "interval_ms", "next_check_ms", "cooldown_ms", "destination", "fee_rate")
 
@@ -753,6 +713,14 @@ def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
     return portfolio[bounds[:-1]], np.diff(bounds), bounds[:-1]
 
 
+def _rows_of(start: npt.NDArray[np.int64], stop: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The holding rows of some portfolios (rows start:stop each), and which portfolio each belongs to."""
+    counts = stop - start
+    owner = np.repeat(np.arange(len(start)), counts)
+    rows = np.repeat(start - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
+    return owner, rows
+
+
 def _time(now_ms: Any) -> int:
     if isinstance(now_ms, bool) or not isinstance(now_ms, (int, np.integer)):
         raise ConfigError(f"now_ms: must be an integer of epoch milliseconds (got {now_ms!r})", field="now_ms", value=now_ms)
@@ -767,73 +735,3 @@ def _prices(prices: npt.ArrayLike, n: int) -> npt.NDArray[np.float64]:
     if array.shape != (n,):
         raise PriceError(f"prices: expected one per market ({n}), got shape {array.shape}", field="prices", value=array.shape)
     return array
-
-
-def _atoms(value: Any, field: str, *, positive: bool = False) -> int:
-    """An exact decimal as an integer of 1e-18 units; refuses NaN, negatives, finer values."""
-    try:
-        d = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    except Exception as e:
-        raise FillError(f"{field}: not a number ({value!r})", field=field, value=value) from e
-    if not d.is_finite() or d < 0 or (positive and d == 0):
-        raise FillError(f"{field}: must be {'> 0' if positive else '≥ 0'} (got {value})", field=field, value=str(value))
-    atoms = d * ATOMS
-    if atoms != atoms.to_integral_value():
-        raise FillError(f"{field}: finer than 1e-18 (got {value})", field=field, value=str(value))
-    return int(atoms)
-
-
-def _positive(value: Any, field: str) -> Decimal:
-    try:
-        d = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    except Exception as e:
-        raise FillError(f"{field}: not a number ({value!r})", field=field, value=value) from e
-    if not d.is_finite() or d <= 0:
-        raise FillError(f"{field}: must be > 0 (got {value})", field=field, value=str(value))
-    return d
-
-
-def _cost(amount_atoms: int, price: Decimal, *, up: bool) -> int:
-    """amount × price in atoms, rounded against the user (a buy costs the
-    larger neighbour, a sell yields the smaller one)."""
-    exact = Decimal(amount_atoms) * price
-    whole = int(exact)  # toward zero: both are positive
-    return whole + 1 if up and exact != whole else whole
-
-
-_LOW = (1 << 64) - 1
-
-
-def _from_words(words: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
-    """(m, 2) words as Python ints (an object array: exact, vectorized)."""
-    low = words[:, 0].view(np.uint64).astype(object)
-    high = words[:, 1].astype(object)
-    result: npt.NDArray[np.object_] = (high << 64) | low
-    return result
-
-
-def _to_words(values: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
-    """Python ints (object array) as (m, 2) words; each must fit an i128."""
-    values = np.asarray(values, dtype=object)
-    out = np.empty((len(values), 2), np.int64)
-    out[:, 0] = (values & _LOW).astype(np.uint64).view(np.int64)
-    out[:, 1] = (values >> 64).astype(np.int64)
-    return out
-
-
-def _balances(column: npt.NDArray[np.int64], index: npt.NDArray[np.int64], deltas: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
-    """The exact values of `column` at the distinct `index`es after adding
-    every delta (repeated indexes accumulate), and those indexes."""
-    unique, position = np.unique(index, return_inverse=True)
-    values = _from_words(column[unique])
-    np.add.at(values, position, deltas)
-    return values, unique
-
-
-def _int_of(word_pair: npt.NDArray[np.int64]) -> int:
-    low, high = int(word_pair[0]), int(word_pair[1])
-    return (high << 64) | (low & 0xFFFFFFFFFFFFFFFF)
-
-
-def _dec(atoms: int) -> Decimal:
-    return Decimal(atoms) / ATOMS

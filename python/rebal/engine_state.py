@@ -37,10 +37,12 @@ def state_columns(width: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
         "exit_mode": (np.uint8, ()),
         "exit_reason": (np.uint8, ()),
         "pending_invest": (np.bool_, ()),  # new money waiting to be bought with
+        "transfers": (np.int64, ()),  # spot-account requests so far: the next one's number
         # The round of orders out (the Book's lock): why, how many still open, any fill yet.
         "round_purpose": (np.uint8, ()),
         "round_open": (np.int32, ()),
         "round_filled": (np.bool_, ()),
+        "round_short": (np.bool_, ()),  # an order of the round was rejected or cancelled
         "net_invested": (np.int64, (2,)),  # exact: initial + auto-invest
         "net_invested_float": (np.float64, ()),
         "created_ms": (np.int64, ()),
@@ -53,6 +55,10 @@ def state_columns(width: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
         "hold_asset": (np.int32, (width,)),  # the hold benchmark: same buys, never rebalanced
         "hold_amount": (np.float64, (width,)),
         "hold_cash": (np.float64, ()),
+        # At termination (valued at that tick): what accounting reports afterwards.
+        "final_value": (np.float64, ()),
+        "final_hold_value": (np.float64, ()),
+        "ended_ms": (np.int64, ()),
         **EXIT_COLUMNS,
         **DCA_COLUMNS,
     }

@@ -72,6 +72,9 @@ class Reason(enum.IntEnum):
     EXIT_RETURN = 11
     """Returned in kind because the exit mode is `return`."""
     REJECTED = 12
+    CANCELLED = 13
+    CASH = 14
+    """The portfolio's cash, handed back at termination."""
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

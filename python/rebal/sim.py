@@ -129,7 +129,7 @@ _VENUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS venue_orders (client_order_id TEXT PRIMARY KEY, result TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS venue_submissions (seq INTEGER PRIMARY KEY AUTOINCREMENT, client_order_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS spot (portfolio_id INTEGER PRIMARY KEY, balance TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS transfers (portfolio_id INTEGER, cycle INTEGER, granted INTEGER NOT NULL, PRIMARY KEY (portfolio_id, cycle));
+CREATE TABLE IF NOT EXISTS transfers (portfolio_id INTEGER, transfer INTEGER, granted INTEGER NOT NULL, PRIMARY KEY (portfolio_id, transfer));
 """
 
 
@@ -154,13 +154,13 @@ class Venue:
 
     # The Engine's Funds protocol.
     def withdraw(
-        self, portfolio_ids: npt.NDArray[np.uint64], cycles: npt.NDArray[np.int64], amounts: npt.NDArray[np.str_]
+        self, portfolio_ids: npt.NDArray[np.uint64], transfers: npt.NDArray[np.int64], amounts: npt.NDArray[np.str_]
     ) -> npt.NDArray[np.bool_]:
         granted = np.zeros(len(portfolio_ids), bool)
         db = self.db
         db.execute("BEGIN IMMEDIATE")
-        for k, (pid, cycle, amount) in enumerate(zip(portfolio_ids.tolist(), cycles.tolist(), amounts.tolist())):
-            seen = db.execute("SELECT granted FROM transfers WHERE portfolio_id = ? AND cycle = ?", (pid, cycle)).fetchone()
+        for k, (pid, transfer, amount) in enumerate(zip(portfolio_ids.tolist(), transfers.tolist(), amounts.tolist())):
+            seen = db.execute("SELECT granted FROM transfers WHERE portfolio_id = ? AND transfer = ?", (pid, transfer)).fetchone()
             if seen is not None:  # asked again after a crash: the same answer, no second debit
                 granted[k] = bool(seen[0])
                 continue
@@ -168,7 +168,7 @@ class Venue:
             ok = balance >= Decimal(amount)
             if ok:
                 db.execute("UPDATE spot SET balance = ? WHERE portfolio_id = ?", (str(balance - Decimal(amount)), pid))
-            db.execute("INSERT INTO transfers VALUES (?, ?, ?)", (pid, cycle, int(ok)))
+            db.execute("INSERT INTO transfers VALUES (?, ?, ?)", (pid, transfer, int(ok)))
             granted[k] = ok
         db.execute("COMMIT")
         return granted

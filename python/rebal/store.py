@@ -8,8 +8,9 @@ any instant leaves the state of the last completed save.
 
 Orders are saved *before* they are sent (`phase="sent"`). After a crash, an
 order saved as open may or may not have reached the venue; the host asks the
-venue by its client order id (`open_orders`) and either takes what the
-venue knows or sends it then: it is never sent twice.
+venue by its client order id (the Engine's open orders:
+`engine.orders.open_rows()`) and either takes what the venue knows or sends
+it then: it is never sent twice.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from rebal import config as cfg
@@ -85,39 +85,46 @@ class Store:
         fills: Sequence[Fill] = (),
         extra: dict[str, Any] | None = None,
     ) -> None:
-        """One transaction: the Engine's checkpoint, its configs, new and
-        changed orders, the `fills` applied since the last save and the
-        drained `events`. `step` and `phase` say where the host's loop is;
-        `extra` is the host's own small state (JSON)."""
+        """One transaction: the Engine's checkpoint, its new, changed and
+        removed configs, new and changed orders, the `fills` applied since the
+        last save and the drained `events`. `step` and `phase` say where the
+        host's loop is; `extra` is the host's own small state (JSON). If it
+        raises, nothing was saved: call it again with the same fills and events."""
         orders = engine.orders
         orders.keep_history = True  # closed orders now wait for a save before they are dropped
         dirty = orders.dirty_rows()
-        order_rows = _order_rows(engine, dirty) if len(dirty) else []
-        orders["dirty"][dirty] = False  # as the checkpoint will have it
-        blob = engine.snapshot()
+        changed = sorted(engine.config_changes)
+        removed = sorted(engine.config_removals)
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            new_configs = [(pid, msgspec.json.encode(c).decode()) for pid, c in engine.configs.items() if pid not in engine.saved_configs]
-            db.executemany("INSERT OR REPLACE INTO configs VALUES (?, ?)", new_configs)
-            db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", order_rows)
-            db.executemany(
-                "INSERT INTO fills (client_order_id, amount, price, fee, fee_asset, cost) VALUES (?, ?, ?, ?, ?, ?)",
-                [(f.client_order_id, str(f.amount), str(f.price), str(f.fee), f.fee_asset, None if f.cost is None else str(f.cost)) for f in fills],
-            )
-            if events is not None and len(events):
+            order_rows = _order_rows(engine, dirty) if len(dirty) else []
+            orders["dirty"][dirty] = False  # as the checkpoint will have it
+            blob = engine.snapshot()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO configs VALUES (?, ?)", [(pid, cfg.encode_config(engine.configs[pid]).decode()) for pid in changed])
+                db.executemany("DELETE FROM configs WHERE portfolio_id = ?", [(pid,) for pid in removed])
+                db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", order_rows)
                 db.executemany(
-                    "INSERT INTO events (kind, portfolio_id, time_ms, asset, amount, value, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(e.kind, e.portfolio_id, e.time_ms, e.asset, None if e.amount is None else str(e.amount), e.value, e.reason) for e in events.records()],
+                    "INSERT INTO fills (client_order_id, amount, price, fee, fee_asset, cost) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(f.client_order_id, str(f.amount), str(f.price), str(f.fee), f.fee_asset, None if f.cost is None else str(f.cost)) for f in fills],
                 )
-            db.execute("INSERT OR REPLACE INTO checkpoint VALUES (1, ?, ?, ?)", (step, phase, blob))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('host', ?)", (json.dumps(extra or {}),))
-            db.execute("COMMIT")
+                if events is not None and len(events):
+                    db.executemany(
+                        "INSERT INTO events (kind, portfolio_id, time_ms, asset, amount, value, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(e.kind, e.portfolio_id, e.time_ms, e.asset, None if e.amount is None else str(e.amount), e.value, e.reason) for e in events.records()],
+                    )
+                db.execute("INSERT OR REPLACE INTO checkpoint VALUES (1, ?, ?, ?)", (step, phase, blob))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('host', ?)", (json.dumps(extra or {}),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         except BaseException:
-            db.execute("ROLLBACK")
-            orders["dirty"][dirty] = True
+            orders["dirty"][dirty] = True  # not saved: saved with the next save
             raise
-        engine.saved_configs.update(pid for pid, _ in new_configs)
+        engine.config_changes.difference_update(changed)
+        engine.config_removals.difference_update(removed)
 
     # ------------------------------------------------------------------ reading
 
@@ -133,9 +140,9 @@ class Store:
         row = self.db.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
         if row is None:
             return None
-        configs = {int(pid): cfg.decode_config(text, "json") for pid, text in self.db.execute("SELECT portfolio_id, config FROM configs")}
+        # Configs were checked when they were created, maybe under other limits.
+        configs = {int(pid): cfg.decode_config(text, "json", limits=None) for pid, text in self.db.execute("SELECT portfolio_id, config FROM configs")}
         engine = Engine.restore(bytes(row[0]), markets, configs, limits=limits, funds=funds)
-        engine.saved_configs.update(configs)
         engine.orders.keep_history = True
         return engine
 

@@ -75,6 +75,33 @@ fn flow<'py>(
     Ok(out)
 }
 
+/// Refuses (naming the asset) a price that new-money buys at `invest` or
+/// exit sells at `exit` would need, before a host changes anything.
+#[pyfunction]
+pub fn check_prices<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyDict>,
+    markets: Vec<PyRef<'py, PyMarket>>,
+    prices: PyReadonlyArray1<'py, f64>,
+    invest: PyReadonlyArray1<'py, i64>,
+    exit: PyReadonlyArray1<'py, i64>,
+) -> PyResult<()> {
+    let markets = self::markets(&markets);
+    let read = Columns::read(py, columns)?;
+    let book = read.book(py)?;
+    let prices = slice(py, &prices, "prices")?;
+    let (invest, exit) = (slice(py, &invest, "slots")?, slice(py, &exit, "slots")?);
+    py.detach(|| {
+        guarded(|| {
+            for (slots, flow) in [(invest, Flow::Invest), (exit, Flow::Exit)] {
+                flows::quotes(&book, &flows::check_slots(&book, slots)?, &markets, prices, flow)?;
+            }
+            Ok(())
+        })
+    })?
+    .or_raise(py)
+}
+
 /// Value of every portfolio (by slot): cash + Σ amount·price, as floats.
 #[pyfunction]
 pub fn values<'py>(py: Python<'py>, columns: &Bound<'py, PyDict>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyArray1<f64>>> {

@@ -1,0 +1,141 @@
+"""Fills and rejects into the Engine: exact, checked as a whole, all or nothing.
+
+A call's fills count together (a round's sells pay for its buys, in any
+order within the call). Each fill is parsed in Python (its Decimals); the
+rest runs over columns: exact amounts as arrays of Python ints, then numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rebal import exact
+from rebal.batch import SIDE_BUY
+from rebal.events import EventKind, Reason
+from rebal.exceptions import FillError
+from rebal.orders import Fill, OrderStatus, Purpose, Reject
+
+if TYPE_CHECKING:
+    from rebal.engine import Engine
+
+__all__ = ["apply_fills", "apply_rejects"]
+
+
+def apply_fills(engine: Engine, fills: Sequence[Fill], now_ms: int) -> None:
+    """See `Engine.on_fills`."""
+    if not len(fills):
+        return
+    book, s, t = engine.book, engine.state, engine.orders
+    rows, amount, cost, fee, in_base, price, done = _parse(engine, fills)
+    slots = book.slots(t["portfolio_id"][rows])
+    legs = t["leg"][rows].astype(np.int64)
+    holdings = book.columns()["start"][slots] + legs
+    buy = t["side"][rows] == SIDE_BUY
+    base_fee = np.where(in_base, fee, 0)
+    quote_fee = np.where(in_base, 0, fee)
+    coin = np.where(buy, amount - base_fee, -(amount + base_fee))
+    cash = np.where(buy, -(cost + quote_fee), cost - quote_fee)
+
+    # Balances after the whole call, exact; refused if any would go below zero.
+    new_amounts, amount_rows = exact.balances(book.holding_columns()["amount"], holdings, coin)
+    new_cash, cash_slots = exact.balances(book.columns()["cash"], slots, cash)
+    for values, index, where, which in ((new_amounts, amount_rows, holdings, "base"), (new_cash, cash_slots, slots, "quote")):
+        negative = values < 0
+        if negative.any():
+            k = int(np.argmax(np.isin(where, index[negative])))
+            market = engine.markets[int(t["asset"][rows[k]])]
+            asset = market.base if which == "base" else market.quote
+            raise FillError(f"fills[{k}]: would take the portfolio's {asset} below zero", field=f"fills[{k}]", value=fills[k].client_order_id)
+
+    # Everything checked: write.
+    book.set_exact(cash_slots, exact.to_words(new_cash), amount_rows, exact.to_words(new_amounts))
+    as_float = np.vectorize(lambda v: v / exact.ATOMS, otypes=[np.float64])
+    fee_value = as_float(quote_fee) + as_float(base_fee) * np.array([float(p) for p in price])
+    np.add.at(s["fees_paid"], slots, fee_value)
+    purpose = t["purpose"][rows]
+    turnover = purpose == Purpose.REBALANCE
+    np.add.at(s["turnover"], slots[turnover], as_float(cost[turnover]))
+    bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys
+    np.add.at(s["hold_amount"], (slots[bought], legs[bought]), as_float(coin[bought]))
+    np.add.at(s["hold_cash"], slots[bought], as_float(cash[bought]))
+    s["round_filled"][slots] = True
+    order_rows = np.array(list(done), np.int64)
+    filled = np.array(list(done.values()), dtype=object)
+    t["filled"][order_rows] = exact.to_words(filled)
+    complete = filled == exact.from_words(t["amount"][order_rows])
+    t.close_many(order_rows[complete], OrderStatus.FILLED)
+    t.mark(order_rows[~complete], OrderStatus.PARTIALLY_FILLED)
+    np.subtract.at(s["round_open"], book.slots(t["portfolio_id"][order_rows[complete]]), 1)
+    engine.fill_count += len(fills)
+    engine._settle(slots, now_ms)
+
+
+def _parse(engine: Engine, fills: Sequence[Fill]) -> tuple[Any, ...]:
+    """Each fill's order row and exact amounts (Python ints of 1e-18),
+    checked against its order and the fills before it in the call."""
+    t = engine.orders
+    n = len(fills)
+    rows = np.empty(n, np.int64)
+    amount, cost, fee = (np.empty(n, dtype=object) for _ in range(3))
+    in_base = np.zeros(n, bool)
+    price: list[Decimal] = []
+    done: dict[int, int] = {}  # order row -> filled after this call
+    for k, f in enumerate(fills):
+        field = f"fills[{k}]"
+        row = t.find(f.client_order_id) if isinstance(f, Fill) else None
+        if row is None:
+            cid = getattr(f, "client_order_id", f)
+            raise FillError(f"{field}.client_order_id: no open order {cid!r}", field=f"{field}.client_order_id", value=cid)
+        rows[k] = row
+        amount[k] = exact.atoms(f.amount, f"{field}.amount", positive=True)
+        price.append(exact.positive(f.price, f"{field}.price"))
+        fee[k] = exact.atoms(f.fee, f"{field}.fee")
+        ordered = exact.int_of(t["amount"][row])
+        done[row] = done.get(row, exact.int_of(t["filled"][row])) + amount[k]
+        if done[row] > ordered:
+            raise FillError(
+                f"{field}.amount: {f.amount} would fill {exact.decimal_of(done[row])} of an order for {exact.decimal_of(ordered)}",
+                field=f"{field}.amount",
+                value=str(f.amount),
+            )
+        market = engine.markets[int(t["asset"][row])]
+        fee_asset = f.fee_asset or market.quote
+        if fee_asset not in (market.base, market.quote):
+            raise FillError(f"{field}.fee_asset: {fee_asset!r} is neither {market.base} nor {market.quote}", field=f"{field}.fee_asset", value=fee_asset)
+        in_base[k] = fee_asset == market.base
+        buy = t["side"][row] == SIDE_BUY
+        cost[k] = exact.atoms(f.cost, f"{field}.cost", positive=True) if f.cost is not None else exact.cost(amount[k], price[-1], up=buy)
+    return rows, amount, cost, fee, in_base, price, done
+
+
+def apply_rejects(engine: Engine, rejects: Sequence[Reject], now_ms: int) -> None:
+    """See `Engine.on_rejects`."""
+    rows: list[int] = []
+    seen: set[int] = set()
+    for k, r in enumerate(rejects):
+        field = f"rejects[{k}].client_order_id"
+        row = engine.orders.find(r.client_order_id) if isinstance(r, Reject) else None
+        if row is None:
+            cid = getattr(r, "client_order_id", r)
+            raise FillError(f"{field}: no open order {cid!r}", field=field, value=cid)
+        if row in seen:
+            raise FillError(f"{field}: {r.client_order_id!r} given twice", field=field, value=r.client_order_id)
+        seen.add(row)
+        rows.append(row)
+    if not rows:
+        return
+    t, s = engine.orders, engine.state
+    index = np.array(rows, np.int64)
+    cancelled = np.array([r.kind == "cancelled" for r in rejects], bool)
+    t.close_many(index[~cancelled], OrderStatus.REJECTED)
+    t.close_many(index[cancelled], OrderStatus.CANCELLED)
+    slots = engine.book.slots(t["portfolio_id"][index])
+    np.subtract.at(s["round_open"], slots, 1)
+    s["round_short"][slots] = True
+    why = np.where(cancelled, Reason.CANCELLED, Reason.REJECTED).astype(np.uint8)
+    engine._events.add(EventKind.ORDER_REJECTED, t["portfolio_id"][index], now_ms, value=t["leg"][index].astype(np.float64), reason=why)
+    engine._settle(slots, now_ms)
