@@ -17,9 +17,6 @@ is shown too. The target is an overhead of at most 30 %.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from report import emit, machine  # noqa: E402
 from realistic import realistic_book, realistic_engine  # noqa: E402
 
 import rebal  # noqa: E402
@@ -90,16 +88,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "exit_orders": int(purpose[rebal.Purpose.EXIT]),
         "auto_invest_cycles": events.count(rebal.EventKind.AUTO_INVEST_EXECUTED),
         "exits_started": events.count(rebal.EventKind.TERMINATING),
-        "threads": os.cpu_count(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "rebal": rebal.__version__,
+        **machine(),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        width = max(map(len, result))
-        for key, value in result.items():
-            print(f"{key:<{width}}  {value}")
+    emit(result, args.json)
     return result
 
 

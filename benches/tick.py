@@ -21,9 +21,6 @@ baselines run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import sys
 import time
@@ -35,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from baseline import numpy_tick, python_tick  # noqa: E402
+from report import emit, machine  # noqa: E402
 from realistic import realistic_book  # noqa: E402
 
 import rebal  # noqa: E402
@@ -162,16 +160,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "build_peak_rss_mb": build_peak,
         "tick_peak_rss_mb": tick_peak,
         "baselines_peak_rss_mb": peak_rss_mb(),
-        "threads": os.cpu_count(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "rebal": rebal.__version__,
+        **machine(),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        width = max(map(len, result))
-        for key, value in result.items():
-            print(f"{key:<{width}}  {value}")
+    emit(result, args.json)
     return result
 
 

@@ -257,12 +257,10 @@ pub struct Scanned {
 /// host can decide between the halves (an exit, new money) what [`plan`] does.
 pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices: &[f64], now_ms: i64) -> Result<Scanned> {
     let n = book.len();
-    let lengths = [state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len()];
-    if lengths.iter().any(|&len| len != n) {
-        return Err(CoreError::config("state", format!("{lengths:?}"), format!("one value per portfolio ({n} portfolios)")));
-    }
+    check_lengths(n, &[state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len()])?;
     quotes(book, markets, prices)?; // refuses a bad price of a held asset
-    let mut out = Scanned { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n] };
+    let Batch { value, max_deviation, max_relative_deviation, status, .. } = Batch::sized(n);
+    let mut out = Scanned { value, max_deviation, max_relative_deviation, status };
     (
         out.value.par_chunks_mut(CHUNK),
         out.max_deviation.par_chunks_mut(CHUNK),
@@ -344,8 +342,10 @@ pub const PURPOSE_INVEST: u8 = 1;
 pub const PURPOSE_EXIT: u8 = 2;
 
 fn check_state(book: &BookRef<'_>, state: &StateMut<'_>) -> Result<()> {
-    let n = book.len();
-    let lengths = [state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len(), state.epoch.len()];
+    check_lengths(book.len(), &[state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len(), state.epoch.len()])
+}
+
+fn check_lengths(n: usize, lengths: &[usize]) -> Result<()> {
     if lengths.iter().any(|&len| len != n) {
         return Err(CoreError::config("state", format!("{lengths:?}"), format!("one value per portfolio ({n} portfolios)")));
     }

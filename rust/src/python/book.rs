@@ -144,23 +144,10 @@ pub fn tick<'py>(
     let read = Columns::read(py, columns)?;
     let book = read.book(py)?;
     let prices = slice(py, &prices, "prices")?;
-    let mut last = column_mut::<i64>(py, columns, "last_rebalance_ms")?;
-    let mut next = column_mut::<i64>(py, columns, "next_check_ms")?;
-    let mut locked = column_mut::<bool>(py, columns, "locked")?;
-    let mut epoch = column_mut::<u32>(py, columns, "epoch")?;
-    let contiguous = |name: &str| to_pyerr(py, CoreError::config(name, "strided", "column must be contiguous"));
-    let state = StateMut {
-        last_rebalance_ms: last.as_slice_mut().map_err(|_| contiguous("last_rebalance_ms"))?,
-        next_check_ms: next.as_slice_mut().map_err(|_| contiguous("next_check_ms"))?,
-        locked: locked.as_slice_mut().map_err(|_| contiguous("locked"))?,
-        epoch: epoch.as_slice_mut().map_err(|_| contiguous("epoch"))?,
-    };
+    let mut cells = StateColumns::borrow(py, columns)?;
+    let state = cells.state(py)?;
     let batch = py.detach(|| guarded(|| batch::tick(&book, state, &markets, prices, now_ms, commit)))?.or_raise(py)?;
-    let out = PyDict::new(py);
-    out.set_item("value", PyArray1::from_vec(py, batch.value))?;
-    out.set_item("max_deviation", PyArray1::from_vec(py, batch.max_deviation))?;
-    out.set_item("max_relative_deviation", PyArray1::from_vec(py, batch.max_relative_deviation))?;
-    out.set_item("status", PyArray1::from_vec(py, batch.status))?;
+    let out = per_portfolio(py, batch.value, batch.max_deviation, batch.max_relative_deviation, batch.status)?;
     out.set_item("orders", legs(py, batch.orders)?)?;
     out.set_item("skipped", legs(py, batch.skips)?)?;
     Ok(out)
@@ -188,13 +175,8 @@ pub fn scan<'py>(
         next_check_ms: slice(py, &next, "next_check_ms")?,
         locked: slice(py, &locked, "locked")?,
     };
-    let scanned = py.detach(|| guarded(|| batch::scan(&book, state, &markets, prices, now_ms)))?.or_raise(py)?;
-    let out = PyDict::new(py);
-    out.set_item("value", PyArray1::from_vec(py, scanned.value))?;
-    out.set_item("max_deviation", PyArray1::from_vec(py, scanned.max_deviation))?;
-    out.set_item("max_relative_deviation", PyArray1::from_vec(py, scanned.max_relative_deviation))?;
-    out.set_item("status", PyArray1::from_vec(py, scanned.status))?;
-    Ok(out)
+    let found = py.detach(|| guarded(|| batch::scan(&book, state, &markets, prices, now_ms)))?.or_raise(py)?;
+    per_portfolio(py, found.value, found.max_deviation, found.max_relative_deviation, found.status)
 }
 
 /// The second half of a tick (see `batch::plan`): carries out each
@@ -218,24 +200,57 @@ pub fn plan<'py>(
     let book = read.book(py)?;
     let prices = slice(py, &prices, "prices")?;
     let action = slice(py, &action, "action")?;
-    let contiguous = |name: &str| to_pyerr(py, CoreError::config(name, "strided or read-only", "column must be contiguous and writable"));
-    let mut status = status.try_readwrite().map_err(|_| contiguous("status"))?;
-    let status = status.as_slice_mut().map_err(|_| contiguous("status"))?;
-    let mut last = column_mut::<i64>(py, columns, "last_rebalance_ms")?;
-    let mut next = column_mut::<i64>(py, columns, "next_check_ms")?;
-    let mut locked = column_mut::<bool>(py, columns, "locked")?;
-    let mut epoch = column_mut::<u32>(py, columns, "epoch")?;
-    let state = StateMut {
-        last_rebalance_ms: last.as_slice_mut().map_err(|_| contiguous("last_rebalance_ms"))?,
-        next_check_ms: next.as_slice_mut().map_err(|_| contiguous("next_check_ms"))?,
-        locked: locked.as_slice_mut().map_err(|_| contiguous("locked"))?,
-        epoch: epoch.as_slice_mut().map_err(|_| contiguous("epoch"))?,
-    };
+    let mut status = status.try_readwrite().map_err(|_| not_writable(py, "status"))?;
+    let status = status.as_slice_mut().map_err(|_| not_writable(py, "status"))?;
+    let mut cells = StateColumns::borrow(py, columns)?;
+    let state = cells.state(py)?;
     let (orders, skips) =
         py.detach(|| guarded(|| batch::plan(&book, state, &markets, prices, now_ms, commit, action, status)))?.or_raise(py)?;
     let out = PyDict::new(py);
     out.set_item("orders", legs(py, orders)?)?;
     out.set_item("skipped", legs(py, skips)?)?;
+    Ok(out)
+}
+
+/// The state columns a plan writes, borrowed writable for one call.
+struct StateColumns<'py> {
+    last: PyReadwriteArray1<'py, i64>,
+    next: PyReadwriteArray1<'py, i64>,
+    locked: PyReadwriteArray1<'py, bool>,
+    epoch: PyReadwriteArray1<'py, u32>,
+}
+
+impl<'py> StateColumns<'py> {
+    fn borrow(py: Python<'py>, columns: &Bound<'py, PyDict>) -> PyResult<Self> {
+        Ok(StateColumns {
+            last: column_mut(py, columns, "last_rebalance_ms")?,
+            next: column_mut(py, columns, "next_check_ms")?,
+            locked: column_mut(py, columns, "locked")?,
+            epoch: column_mut(py, columns, "epoch")?,
+        })
+    }
+
+    fn state(&mut self, py: Python<'_>) -> PyResult<StateMut<'_>> {
+        Ok(StateMut {
+            last_rebalance_ms: self.last.as_slice_mut().map_err(|_| not_writable(py, "last_rebalance_ms"))?,
+            next_check_ms: self.next.as_slice_mut().map_err(|_| not_writable(py, "next_check_ms"))?,
+            locked: self.locked.as_slice_mut().map_err(|_| not_writable(py, "locked"))?,
+            epoch: self.epoch.as_slice_mut().map_err(|_| not_writable(py, "epoch"))?,
+        })
+    }
+}
+
+fn not_writable(py: Python<'_>, name: &str) -> PyErr {
+    to_pyerr(py, CoreError::config(name, "strided or read-only", "column must be contiguous and writable"))
+}
+
+/// The per-portfolio columns of a tick or a scan, as a dict of numpy arrays.
+fn per_portfolio(py: Python<'_>, value: Vec<f64>, deviation: Vec<f64>, relative: Vec<f64>, status: Vec<u8>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("value", PyArray1::from_vec(py, value))?;
+    out.set_item("max_deviation", PyArray1::from_vec(py, deviation))?;
+    out.set_item("max_relative_deviation", PyArray1::from_vec(py, relative))?;
+    out.set_item("status", PyArray1::from_vec(py, status))?;
     Ok(out)
 }
 
