@@ -47,6 +47,7 @@ def test_the_simulation_exercises_the_product(reference: dict[str, Any]) -> None
     assert reference["fills"] > reference["orders"] / 2
     assert reference["client_ids_sent_twice"] == 0
     assert reference["orders_sent"] == reference["orders"]
+    assert reference["orders_breaking_market_rules"] == 0  # the venue checks step, minimums, suspension
 
 
 def test_same_arguments_same_digest(tmp_path: Path, reference: dict[str, Any]) -> None:

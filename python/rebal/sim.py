@@ -141,7 +141,8 @@ class Venue:
     client id alone, so a re-run decides the same way. Fees are 0.1 % in
     the quote asset."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, markets: list[Market]) -> None:
+        self.markets = markets
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -184,21 +185,28 @@ class Venue:
                 db.execute("UPDATE spot SET balance = ? WHERE portfolio_id = ?", (str(balance + amount), pid))
         db.execute("COMMIT")
 
-    def submit(self, orders: list[tuple[str, int, str, float]]) -> None:
-        """Takes orders (client id, side, amount, price), sells of a round
-        before its buys, and matches them at once. A buy whose round had a
-        sell refused is refused too (the money it counted on never came)."""
+    def submit(self, orders: list[tuple[str, int, int, str, float]]) -> None:
+        """Takes orders (client id, market index, side, amount, price), sells
+        of a round before its buys, and matches them at once. An order that
+        breaks its market's rules (step, minimum amount or notional, a
+        suspended market) is refused as "rules"; a buy whose round had a sell
+        refused is refused too (the money it counted on never came)."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             short: set[str] = set()  # rounds whose sells were refused: their buys lack the money
-            for cid, side, amount, price in orders:
+            for cid, asset, side, amount, price in orders:
                 db.execute("INSERT INTO venue_submissions (client_order_id) VALUES (?)", (cid,))
                 if db.execute("SELECT 1 FROM venue_orders WHERE client_order_id = ?", (cid,)).fetchone():
                     raise DuplicateOrder(f"client order id {cid} sent twice")
                 round_ = cid.rsplit("-", 1)[0]
-                result = "reject" if side == SIDE_BUY and round_ in short else _match(cid, side, Decimal(amount), price)
-                if result == "reject" and side == SIDE_SELL:
+                if _breaks_rules(self.markets[asset], Decimal(amount), price):
+                    result = "rules"
+                elif side == SIDE_BUY and round_ in short:
+                    result = "reject"
+                else:
+                    result = _match(cid, side, Decimal(amount), price)
+                if result in ("reject", "rules") and side == SIDE_SELL:
                     short.add(round_)
                 db.execute("INSERT INTO venue_orders VALUES (?, ?)", (cid, result))
             db.execute("COMMIT")
@@ -215,10 +223,25 @@ class Venue:
                 out[cid] = str(row[0])
         return out
 
+    def broken_rules(self) -> int:
+        """Orders refused for breaking their market's rules (the Engine should send none)."""
+        return int(self.db.execute("SELECT COUNT(*) FROM venue_orders WHERE result = 'rules'").fetchone()[0])
+
     def submissions(self) -> tuple[int, int]:
         """(submissions, distinct client ids): equal when nothing was sent twice."""
         row = self.db.execute("SELECT COUNT(*), COUNT(DISTINCT client_order_id) FROM venue_submissions").fetchone()
         return int(row[0]), int(row[1])
+
+
+def _breaks_rules(market: Market, amount: Decimal, price: float) -> bool:
+    notional = amount * Decimal(repr(float(price)))
+    return (
+        not market.active
+        or amount % market.step != 0
+        or amount < market.min_amount
+        or notional < market.min_notional
+        or (market.max_amount is not None and amount > market.max_amount)
+    )
 
 
 def _match(cid: str, side: int, amount: Decimal, price: float) -> str:
@@ -237,8 +260,8 @@ def _match(cid: str, side: int, amount: Decimal, price: float) -> str:
 def _outcomes(results: dict[str, str]) -> tuple[list[Fill], list[Reject]]:
     fills, rejects = [], []
     for cid, result in results.items():
-        if result == "reject":
-            rejects.append(Reject(cid, reason="venue refused"))
+        if result in ("reject", "rules"):
+            rejects.append(Reject(cid, reason="breaks the market's rules" if result == "rules" else "venue refused"))
             continue
         for part in result.split(","):
             amount, price = (Decimal(x) for x in part.split("@"))
@@ -258,7 +281,7 @@ def simulate(
     prices = price_path(seed, ticks)
     configs, quits = random_configs(seed, portfolios, ticks)
     store = Store(path)
-    venue = Venue(path)
+    venue = Venue(path, markets)
     saved = store.checkpoint()
     if saved is not None and store.host_state().get("args") != [portfolios, ticks, seed]:
         raise ValueError(f"{path} holds a simulation with other arguments {store.host_state().get('args')}")
@@ -300,7 +323,7 @@ def _exchange(engine: Engine, store: Store, venue: Venue, step: int) -> None:
     known = venue.lookup(ids)
     t = engine.orders
     new = [
-        (cid, int(t["side"][r]), str(_amount(t["amount"][r])), float(engine.prices[t["asset"][r]]) if engine.prices is not None else 0.0)
+        (cid, int(t["asset"][r]), int(t["side"][r]), str(_amount(t["amount"][r])), float(engine.prices[t["asset"][r]]) if engine.prices is not None else 0.0)
         for cid, r in zip(ids, rows.tolist())
         if cid not in known
     ]
@@ -358,6 +381,7 @@ def summary(engine: Engine, store: Store, venue: Venue, portfolios: int, ticks: 
         "stages": {name: int(n) for name, n in zip(("created", "funding", "active", "terminating", "terminated"), stages)},
         "orders_sent": sent,
         "client_ids_sent_twice": sent - distinct,
+        "orders_breaking_market_rules": venue.broken_rules(),
         "value": round(float(np.nansum(acct["value"])), 2),
         "net_invested": round(float(sum(Decimal(x) for x in acct["net_invested"])), 2),
         "hold_value": round(float(np.nansum(acct["hold_value"])), 2),
