@@ -324,8 +324,8 @@ class Engine:
         than ordered, fee asset, no balance below zero); one bad fill
         refuses the call and changes nothing. The fills of one call count
         together, so a round's sells pay for its buys in any order within
-        the call; a host that gets a buy's fill before its round's sells
-        pass them in one call. `now_ms` (default: the last tick's) stamps
+        the call (a host that hears of a buy's fill before its round's sells
+        passes them in one call). `now_ms` (default: the last tick's) stamps
         the events."""
         apply_fills(self, fills, self._event_time(now_ms))
 
