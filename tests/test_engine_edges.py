@@ -229,3 +229,17 @@ def test_events_of_fills_and_rejects_carry_the_time_given() -> None:
     engine.on_rejects([Reject(c.decode()) for c in batch.client_order_id], T0 + HOUR + 7)
     times = {e.kind: e.time_ms for e in engine.events().records()}
     assert times["order_rejected"] == T0 + HOUR + 7
+
+
+def test_an_exit_the_venue_keeps_refusing_returns_the_coins_in_kind() -> None:
+    engine, pid = make_active()
+    engine.terminate(pid, T0, exit="sell")
+    for k in range(3):
+        batch = engine.on_tick(T0 + k + 1, P0)
+        assert len(batch) == 3 and set(batch.purpose.tolist()) == {rebal.Purpose.EXIT}
+        engine.on_rejects([Reject(c.decode()) for c in batch.client_order_id])
+    held = engine.book.portfolio(pid)["holdings"]
+    batch = engine.on_tick(T0 + 10, P0)
+    assert len(batch) == 0 and engine.stage(pid) == Stage.TERMINATED
+    back = {e.asset: (e.amount, e.reason) for e in engine.events().records() if e.kind == "asset_returned"}
+    assert {a: back[a] for a in held} == {a: (q, "sell_refused") for a, q in held.items()}

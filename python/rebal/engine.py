@@ -37,6 +37,7 @@ from rebal.engine_state import (
     DCA_ON,
     DCA_PAUSED,
     DCA_STOPPED,
+    EXIT_ATTEMPTS,
     EXIT_RETURN,
     EXIT_SELL,
     Stage,
@@ -305,7 +306,9 @@ class Engine:
         # Who sells out and who buys with new money; returns in kind finish now.
         ending = np.flatnonzero((stage == Stage.TERMINATING) & free)
         self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
-        selling = ending[s["exit_mode"][ending] == EXIT_SELL]
+        refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
+        self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
+        selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
         investing = np.flatnonzero(s["pending_invest"] & free)
         investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING) | (stage[investing] == Stage.ACTIVE))]
 
@@ -576,12 +579,20 @@ class Engine:
         funding = investing[s["stage"][investing] == Stage.FUNDING]
         self._activate(np.setdiff1d(funding, slots, assume_unique=True), now_ms)
 
-    def _finish(self, slots: npt.NDArray[np.int64], now_ms: int, *, inactive_rows: npt.NDArray[np.int64] | None = None) -> None:
+    def _finish(
+        self,
+        slots: npt.NDArray[np.int64],
+        now_ms: int,
+        *,
+        inactive_rows: npt.NDArray[np.int64] | None = None,
+        why: Reason = Reason.EXIT_RETURN,
+    ) -> None:
         """Hands every coin and the cash of `slots` back (ASSET_RETURNED
         events with exact amounts), keeps their final value and marks them
-        terminated. Without `inactive_rows` (the exit mode is "return") every
-        coin goes back as it is; with them, what the exit could not sell: the
-        coins of those rows' suspended markets, and dust below the minimums."""
+        terminated. Without `inactive_rows` every coin goes back as it is,
+        for `why` (the exit mode is "return", or the venue refused the
+        sells); with them, what the exit could not sell: the coins of those
+        rows' suspended markets, and dust below the minimums."""
         if not len(slots):
             return
         book, s = self.book, self.state
@@ -595,7 +606,7 @@ class Engine:
         amounts = h["amount"][rows]
         held = (amounts != 0).any(axis=1)
         if inactive_rows is None:
-            reason = np.full(len(rows), Reason.EXIT_RETURN, np.uint8)
+            reason = np.full(len(rows), why, np.uint8)
         else:
             reason = np.where(np.isin(rows, inactive_rows), Reason.MARKET_INACTIVE, Reason.BELOW_MINIMUM).astype(np.uint8)
         self._events.add(EventKind.ASSET_RETURNED, pids[owner][held], now_ms, asset=h["asset"][rows][held], amount=amounts[held], reason=reason[held])
@@ -659,6 +670,7 @@ class Engine:
         s["rebalances"][rebalanced] += 1
         self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
         book._portfolios["last_rebalance_ms"][slots[rebalance & (short | ~filled)]] = NEVER
+        s["exit_refusals"][slots[(purpose == Purpose.EXIT) & short]] += 1
         invest = purpose == Purpose.INVEST
         live = (s["stage"][slots] == Stage.FUNDING) | (s["stage"][slots] == Stage.ACTIVE)
         s["pending_invest"][slots[invest & short & live]] = True

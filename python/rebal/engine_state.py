@@ -12,10 +12,14 @@ import numpy as np
 from rebal.policies.auto_invest import DCA_COLUMNS, DCA_OFF, DCA_ON, DCA_PAUSED, DCA_STOPPED
 from rebal.policies.exits import EXIT_COLUMNS
 
-__all__ = ["Stage", "state_columns", "EXIT_SELL", "EXIT_RETURN", "DCA_OFF", "DCA_ON", "DCA_PAUSED", "DCA_STOPPED"]
+__all__ = ["Stage", "state_columns", "EXIT_SELL", "EXIT_RETURN", "EXIT_ATTEMPTS", "DCA_OFF", "DCA_ON", "DCA_PAUSED", "DCA_STOPPED"]
 
 EXIT_SELL = 0
 EXIT_RETURN = 1
+EXIT_ATTEMPTS = 3
+"""Exit rounds the venue may cut short (rejects, cancels) before what is
+left is returned in kind: a market that refuses every sell never blocks a
+termination."""
 
 
 class Stage(enum.IntEnum):
@@ -43,6 +47,7 @@ def state_columns(width: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
         "round_open": (np.int32, ()),
         "round_filled": (np.bool_, ()),
         "round_short": (np.bool_, ()),  # an order of the round was rejected or cancelled
+        "exit_refusals": (np.uint8, ()),  # exit rounds the venue cut short
         "net_invested": (np.int64, (2,)),  # exact: initial + auto-invest
         "net_invested_float": (np.float64, ()),
         "created_ms": (np.int64, ()),

@@ -75,6 +75,8 @@ class Reason(enum.IntEnum):
     CANCELLED = 13
     CASH = 14
     """The portfolio's cash, handed back at termination."""
+    SELL_REFUSED = 15
+    """Returned in kind: the venue refused its exit sells again and again."""
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
