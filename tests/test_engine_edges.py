@@ -243,3 +243,37 @@ def test_an_exit_the_venue_keeps_refusing_returns_the_coins_in_kind() -> None:
     assert len(batch) == 0 and engine.stage(pid) == Stage.TERMINATED
     back = {e.asset: (e.amount, e.reason) for e in engine.events().records() if e.kind == "asset_returned"}
     assert {a: back[a] for a in held} == {a: (q, "sell_refused") for a, q in held.items()}
+
+
+def test_full_fills_in_columns_equal_the_same_fills_as_structs() -> None:
+    """The columnar path of simulated venues gives the same exact state as Fill structs."""
+    results = []
+    for columns in (False, True):
+        engine = Engine(usdt_markets())
+        ids = engine.create_many([config(), config(investment=D("777.77"))], T0)
+        engine.fund(ids, T0)
+        for k, prices in enumerate((P0, BTC_UP)):
+            batch = engine.on_tick(T0 + k * HOUR, prices)
+            if columns:
+                engine.on_full_fills(batch)
+            else:
+                fills = []
+                for cid, amount, price in zip(batch.client_order_id, batch.amounts(), batch.price):
+                    a, p = D(str(amount)), D(repr(float(price)))
+                    fills.append(rebal.Fill(cid.decode(), a, p, fee=(a * p * D("0.001")), cost=a * p))
+                engine.on_fills(fills)
+        results.append((engine.book.columns(), engine.book.holding_columns(), engine.accounting()))
+    (book_a, rows_a, acct_a), (book_b, rows_b, acct_b) = results
+    np.testing.assert_array_equal(book_a["cash"], book_b["cash"])
+    np.testing.assert_array_equal(rows_a["amount"], rows_b["amount"])
+    np.testing.assert_allclose(acct_a["fees_paid"], acct_b["fees_paid"], rtol=1e-12)
+
+
+def test_full_fills_refuse_a_batch_that_is_not_the_last() -> None:
+    engine, pid = make_active()
+    old = engine.on_tick(T0 + HOUR, BTC_UP)
+    engine.on_full_fills(old)
+    before = everything(engine)
+    with pytest.raises(rebal.FillError):
+        engine.on_full_fills(old)  # already filled: not open any more
+    assert_same(before, everything(engine))

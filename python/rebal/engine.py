@@ -45,7 +45,7 @@ from rebal.engine_state import (
 )
 from rebal.events import QUOTE_ASSET, EventKind, EventLog, Events, Reason
 from rebal.exceptions import ConfigError, InsufficientFunds, PriceError
-from rebal.fills import apply_fills, apply_rejects
+from rebal.fills import apply_fills, apply_full_fills, apply_rejects
 from rebal.market import Market
 from rebal.orders import Fill, OrderTable, Purpose, Reject
 from rebal.policies import auto_invest, exits
@@ -332,6 +332,26 @@ class Engine:
         the events."""
         apply_fills(self, fills, self._event_time(now_ms))
 
+    def on_full_fills(
+        self, batch: OrderBatch, prices: npt.ArrayLike | None = None, fee_rates: npt.ArrayLike | None = None, now_ms: int | None = None
+    ) -> None:
+        """Every order of `batch` (this Engine's last tick) filled in full at
+        `prices` (default: the prices it was planned at), fee = `fee_rates` ×
+        cost in the quote asset (default: each market's taker fee): the
+        columnar fill of a simulated venue or a paper account, with no Python
+        object per fill. Exact and all or nothing, like `on_fills`."""
+        n = len(batch)
+        rows = self._batch_rows(batch)
+        price = np.ascontiguousarray(batch.price if prices is None else prices, dtype=np.float64)
+        if fee_rates is None:
+            taker = np.array([m.taker_fee for m in self.markets] or [0.0])
+            fee = taker[batch.asset]
+        else:
+            fee = np.broadcast_to(np.asarray(fee_rates, dtype=np.float64), (n,))
+        if price.shape != (n,) or fee.shape != (n,):
+            raise ConfigError(f"prices: one per order ({n}), got {price.shape}", field="prices", value=price.shape)
+        apply_full_fills(self, rows, price, np.ascontiguousarray(fee), self._event_time(now_ms))
+
     def on_rejects(self, rejects: Sequence[Reject], now_ms: int | None = None) -> None:
         """Orders refused or cancelled by the venue (what they filled before
         stays). A portfolio with no orders left is unlocked, and the next
@@ -422,6 +442,14 @@ class Engine:
         return engine
 
     # ------------------------------------------------------------------ internals
+
+    def _batch_rows(self, batch: OrderBatch) -> npt.NDArray[np.int64]:
+        """The order-table rows of a batch's orders (the last ones appended)."""
+        t, n = self.orders, len(batch)
+        rows = np.arange(len(t) - n, len(t), dtype=np.int64)
+        if n and (len(t) < n or not (np.array_equal(t["portfolio_id"][rows], batch.portfolio_id) and np.array_equal(t["epoch"][rows], batch.epoch) and np.array_equal(t["leg"][rows], batch.leg))):
+            raise ConfigError("batch: not this Engine's last batch of orders", field="batch", value=n)
+        return rows
 
     def _keep_slots(self, keep: npt.NDArray[np.int64]) -> None:
         self.state.keep(keep)

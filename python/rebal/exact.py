@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from rebal.exceptions import FillError
 
-__all__ = ["ATOMS", "atoms", "positive", "cost", "from_words", "to_words", "balances", "int_of", "decimal_of"]
+__all__ = ["ATOMS", "atoms", "positive", "cost", "from_words", "to_words", "balances", "ratios", "floats", "int_of", "decimal_of"]
 
 ATOMS = 10**18
 _LOW = (1 << 64) - 1
@@ -81,6 +81,24 @@ def balances(
     values = from_words(column[unique])
     np.add.at(values, position, deltas)
     return values, unique
+
+
+def ratios(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_]]:
+    """Each float as the exact fraction its shortest repr reads as (0.1 →
+    1/10, not the binary value), numerator and denominator as Python ints.
+    Worked out once per distinct value."""
+    unique, position = np.unique(values, return_inverse=True)
+    num = np.empty(len(unique), dtype=object)
+    den = np.empty(len(unique), dtype=object)
+    for j, value in enumerate(unique.tolist()):
+        n, d = Decimal(repr(value)).as_integer_ratio()
+        num[j], den[j] = n, d
+    return num[position], den[position]
+
+
+def floats(values: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
+    """Atoms (Python ints) as floats of whole units, for accounting."""
+    return np.array([v / ATOMS for v in values.tolist()], dtype=np.float64)
 
 
 def int_of(word_pair: npt.NDArray[np.int64]) -> int:

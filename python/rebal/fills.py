@@ -7,11 +7,12 @@ rest runs over columns: exact amounts as arrays of Python ints, then numpy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from rebal import exact
 from rebal.batch import SIDE_BUY
@@ -22,15 +23,63 @@ from rebal.orders import Fill, OrderStatus, Purpose, Reject
 if TYPE_CHECKING:
     from rebal.engine import Engine
 
-__all__ = ["apply_fills", "apply_rejects"]
+__all__ = ["apply_fills", "apply_full_fills", "apply_rejects"]
 
 
 def apply_fills(engine: Engine, fills: Sequence[Fill], now_ms: int) -> None:
     """See `Engine.on_fills`."""
     if not len(fills):
         return
-    book, s, t = engine.book, engine.state, engine.orders
     rows, amount, cost, fee, in_base, price, done = _parse(engine, fills)
+    _apply(engine, rows, amount, cost, fee, in_base, np.array([float(p) for p in price]), done, lambda k: fills[k].client_order_id, now_ms)
+
+
+def apply_full_fills(engine: Engine, rows: npt.NDArray[np.int64], prices: npt.NDArray[np.float64], fee_rates: npt.NDArray[np.float64], now_ms: int) -> None:
+    """See `Engine.on_full_fills`: the orders at `rows` of the order table,
+    each filled in full at its price (the decimal a float's shortest repr
+    reads as), fee = rate × cost in the quote asset; costs rounded against
+    the user by less than one atom. Vectorized: nothing per fill in Python
+    but object-array arithmetic."""
+    if not len(rows):
+        return
+    t = engine.orders
+    open_rows = t["status"][rows] <= OrderStatus.PARTIALLY_FILLED
+    if not open_rows.all() or (t["filled"][rows] != 0).any():
+        k = int(np.argmax(~open_rows | (t["filled"][rows] != 0).any(axis=1)))
+        raise FillError(f"fills[{k}]: order row {int(rows[k])} is not open and unfilled", field=f"fills[{k}]", value=int(rows[k]))
+    bad = ~(np.isfinite(prices) & (prices > 0))
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise FillError(f"fills[{k}].price: must be > 0 (got {prices[k]})", field=f"fills[{k}].price", value=float(prices[k]))
+    bad = ~(np.isfinite(fee_rates) & (fee_rates >= 0) & (fee_rates < 1))
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise FillError(f"fills[{k}].fee: a fee rate in [0, 1) (got {fee_rates[k]})", field=f"fills[{k}].fee", value=float(fee_rates[k]))
+    amount = exact.from_words(t["amount"][rows])
+    buy = t["side"][rows] == SIDE_BUY
+    num, den = exact.ratios(prices)
+    product = amount * num
+    cost = np.where(buy, -((-product) // den), product // den)  # a buy costs the larger neighbour
+    fee_num, fee_den = exact.ratios(fee_rates)
+    fee = -((-(cost * fee_num)) // fee_den)  # fees rounded up
+    done = dict(zip(rows.tolist(), amount.tolist()))
+    _apply(engine, rows, amount, cost, fee, np.zeros(len(rows), bool), prices, done, lambda k: f"order row {int(rows[k])}", now_ms)
+
+
+def _apply(
+    engine: Engine,
+    rows: npt.NDArray[np.int64],
+    amount: npt.NDArray[np.object_],
+    cost: npt.NDArray[np.object_],
+    fee: npt.NDArray[np.object_],
+    in_base: npt.NDArray[np.bool_],
+    price: npt.NDArray[np.float64],
+    done: dict[int, int],
+    name: Callable[[int], str],
+    now_ms: int,
+) -> None:
+    """Checked fills (exact atoms) into holdings, cash, orders and accounting, all or nothing."""
+    book, s, t = engine.book, engine.state, engine.orders
     slots = book.slots(t["portfolio_id"][rows])
     legs = t["leg"][rows].astype(np.int64)
     holdings = book.columns()["start"][slots] + legs
@@ -49,13 +98,12 @@ def apply_fills(engine: Engine, fills: Sequence[Fill], now_ms: int) -> None:
             k = int(np.argmax(np.isin(where, index[negative])))
             market = engine.markets[int(t["asset"][rows[k]])]
             asset = market.base if which == "base" else market.quote
-            raise FillError(f"fills[{k}]: would take the portfolio's {asset} below zero", field=f"fills[{k}]", value=fills[k].client_order_id)
+            raise FillError(f"fills[{k}]: would take the portfolio's {asset} below zero", field=f"fills[{k}]", value=name(k))
 
     # Everything checked: write.
     book.set_exact(cash_slots, exact.to_words(new_cash), amount_rows, exact.to_words(new_amounts))
-    as_float = np.vectorize(lambda v: v / exact.ATOMS, otypes=[np.float64])
-    fee_value = as_float(quote_fee) + as_float(base_fee) * np.array([float(p) for p in price])
-    np.add.at(s["fees_paid"], slots, fee_value)
+    as_float = exact.floats
+    np.add.at(s["fees_paid"], slots, as_float(quote_fee) + as_float(base_fee) * price)
     purpose = t["purpose"][rows]
     turnover = purpose == Purpose.REBALANCE
     np.add.at(s["turnover"], slots[turnover], as_float(cost[turnover]))
@@ -63,14 +111,14 @@ def apply_fills(engine: Engine, fills: Sequence[Fill], now_ms: int) -> None:
     np.add.at(s["hold_amount"], (slots[bought], legs[bought]), as_float(coin[bought]))
     np.add.at(s["hold_cash"], slots[bought], as_float(cash[bought]))
     s["round_filled"][slots] = True
-    order_rows = np.array(list(done), np.int64)
-    filled = np.array(list(done.values()), dtype=object)
+    order_rows = np.fromiter(done, np.int64, len(done))
+    filled = np.fromiter(done.values(), object, len(done))
     t["filled"][order_rows] = exact.to_words(filled)
     complete = filled == exact.from_words(t["amount"][order_rows])
     t.close_many(order_rows[complete], OrderStatus.FILLED)
     t.mark(order_rows[~complete], OrderStatus.PARTIALLY_FILLED)
     np.subtract.at(s["round_open"], book.slots(t["portfolio_id"][order_rows[complete]]), 1)
-    engine.fill_count += len(fills)
+    engine.fill_count += len(rows)
     engine._settle(slots, now_ms)
 
 
