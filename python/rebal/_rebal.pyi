@@ -159,6 +159,19 @@ def check_prices(
 ) -> None:
     """Refuses (PriceError naming the asset) a price the buys at `invest` or the exit sells at `exit` would need."""
 
+def fill_in_full(
+    cash: NDArray[np.int64],
+    holdings: NDArray[np.int64],
+    slots: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    buy: NDArray[np.bool_],
+    amount: NDArray[np.int64],
+    price: NDArray[np.float64],
+    fee_rate: NDArray[np.float64],
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Orders filled in full, exactly: writes the new cash (by slot) and holdings (by row) in place,
+    all or nothing, and returns each fill's cost and fee as (k, 2) words."""
+
 def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> NDArray[np.float64]:
     """Value of every portfolio by slot (active or not): cash + sum of
     amount * price. NaN where a non-zero holding's price is NaN."""

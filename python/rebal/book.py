@@ -347,6 +347,13 @@ class Book:
         h["amount"][rows] = amounts
         h["amount_float"][rows] = _rebal.amount_floats(np.ascontiguousarray(amounts, dtype=np.int64).reshape(-1, 2))
 
+    def refresh_floats(self, slots: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> None:
+        """The float copies of the cash of `slots` and the amounts of `rows`,
+        after their exact words were written in place."""
+        p, h = self._portfolios, self._holdings
+        p["cash_float"][slots] = _rebal.amount_floats(np.ascontiguousarray(p["cash"][slots]))
+        h["amount_float"][rows] = _rebal.amount_floats(np.ascontiguousarray(h["amount"][rows]))
+
     @staticmethod
     def _add_exact(table: Table, name: str, float_name: str, index: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
         index = np.ascontiguousarray(index, dtype=np.int64)
@@ -453,6 +460,14 @@ class Book:
     def ids(self) -> npt.NDArray[np.uint64]:
         """Ids by slot (removed slots included until compaction)."""
         return _read_only(self._portfolios["id"])
+
+    def column(self, name: str) -> np.ndarray:
+        """One per-portfolio column, read-only (cheaper than `columns()` for one)."""
+        return _read_only(self._portfolios[name])
+
+    def holding_column(self, name: str) -> np.ndarray:
+        """One per-holding column, read-only."""
+        return _read_only(self._holdings[name])
 
     def columns(self) -> dict[str, np.ndarray]:
         """Read-only numpy views of every per-portfolio column, by slot."""

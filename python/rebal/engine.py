@@ -222,7 +222,7 @@ class Engine:
         s = self.state
         if s["stage"][slot] not in (Stage.CREATED, Stage.FUNDING, Stage.ACTIVE):
             raise ConfigError(f"id: portfolio {id} is {Stage(s['stage'][slot]).name.lower()}; it cannot be modified", field="id", value=id)
-        if self.book.columns()["locked"][slot]:
+        if self.book.column("locked")[slot]:
             raise ConfigError(f"id: portfolio {id} has orders out; modify it once they are done", field="id", value=id)
         old = self.configs[int(id)]
         new_weights = cfg.weights(config)
@@ -280,7 +280,7 @@ class Engine:
         # What can fail comes first: the scan checks the prices of what is
         # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
-        free = ~book.columns()["locked"]
+        free = ~book.column("locked")
         ending = np.flatnonzero((stage == Stage.TERMINATING) & free)
         waiting = np.flatnonzero(s["pending_invest"] & free)
         _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
@@ -293,7 +293,7 @@ class Engine:
         reason = exits.check(s, value, active & free)
         hits = np.flatnonzero(reason)
         status[hits] = Status.IDLE
-        for code, kind in exits.EVENTS.items():
+        for code, kind in exits.EVENTS.items() if len(hits) else ():
             hit = hits[reason[hits] == code]
             self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
             self._start_exit(hit, Reason(code), now_ms)
@@ -378,7 +378,7 @@ class Engine:
         the hold benchmark (the same buys, never rebalanced) with its profit %."""
         from rebal.accounting import report
 
-        slots = np.flatnonzero(self.book.columns()["alive"]) if ids is None else self.book.slots(ids)
+        slots = np.flatnonzero(self.book.column("alive")) if ids is None else self.book.slots(ids)
         return report(self, slots)
 
     # ------------------------------------------------------------------ saving
@@ -437,7 +437,7 @@ class Engine:
         engine.book._unused_rows = meta["unused_rows"]
         engine.book.next_id = meta["next_id"]
         engine.prices = arrays.get("prices")
-        live = set(engine.book.ids[engine.book.columns()["alive"]].tolist())
+        live = set(engine.book.ids[engine.book.column("alive")].tolist())
         engine.configs = {pid: c for pid, c in configs.items() if pid in live}
         return engine
 
@@ -579,6 +579,8 @@ class Engine:
         self._events.add(EventKind.AUTO_INVEST_PAUSED, pids[at_cap], now_ms, reason=Reason.CAP_REACHED)
 
     def _start_exit(self, slots: npt.NDArray[np.int64], why: Reason, now_ms: int) -> None:
+        if not len(slots):
+            return
         s = self.state
         s["stage"][slots] = Stage.TERMINATING
         s["exit_reason"][slots] = why
@@ -586,7 +588,7 @@ class Engine:
         s["dca_state"][slots] = np.where(s["dca_state"][slots] == DCA_OFF, DCA_OFF, DCA_STOPPED)
         self.book.pause_slots(slots, True)
         self._events.add(EventKind.TERMINATING, self.book.ids[slots], now_ms, reason=why)
-        nothing = (s["net_invested_float"][slots] == 0) & (self.book.columns()["cash_float"][slots] == 0)
+        nothing = (s["net_invested_float"][slots] == 0) & (self.book.column("cash_float")[slots] == 0)
         self._finish(slots[nothing], now_ms)  # never funded: nothing to sell or return
 
     def _after_plan(self, batch: OrderBatch, rounds: _Rounds, selling: npt.NDArray[np.int64], investing: npt.NDArray[np.int64], now_ms: int) -> None:
@@ -601,7 +603,7 @@ class Engine:
             # What stays behind is returned in kind: say why (a suspended market, or dust).
             skipped = batch.skipped
             inactive = (skipped.purpose == Purpose.EXIT) & (batch.skip_reason == SKIP_REASONS.index("market_inactive"))
-            inactive_rows = self.book.columns()["start"][skipped.portfolio[inactive]] + skipped.leg[inactive]
+            inactive_rows = self.book.column("start")[skipped.portfolio[inactive]] + skipped.leg[inactive]
             self._finish(finished, now_ms, inactive_rows=inactive_rows)
         s = self.state
         funding = investing[s["stage"][investing] == Stage.FUNDING]
@@ -688,7 +690,7 @@ class Engine:
         new money not yet spent is bought with again."""
         s, book = self.state, self.book
         slots = np.unique(slots)
-        slots = slots[(s["round_open"][slots] == 0) & book.columns()["locked"][slots]]
+        slots = slots[(s["round_open"][slots] == 0) & book.column("locked")[slots]]
         if not len(slots):
             return
         book.lock_slots(slots, False)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from rebal import exact
+from rebal import _rebal, exact
 from rebal.batch import SIDE_BUY
 from rebal.events import EventKind, Reason
 from rebal.exceptions import FillError
@@ -36,34 +36,39 @@ def apply_fills(engine: Engine, fills: Sequence[Fill], now_ms: int) -> None:
 
 def apply_full_fills(engine: Engine, rows: npt.NDArray[np.int64], prices: npt.NDArray[np.float64], fee_rates: npt.NDArray[np.float64], now_ms: int) -> None:
     """See `Engine.on_full_fills`: the orders at `rows` of the order table,
-    each filled in full at its price (the decimal a float's shortest repr
-    reads as), fee = rate × cost in the quote asset; costs rounded against
-    the user by less than one atom. Vectorized: nothing per fill in Python
-    but object-array arithmetic."""
+    each filled in full at its price, fee = rate × cost in the quote asset,
+    applied exactly in Rust (`_rebal.fill_in_full`); the bookkeeping around
+    it is numpy. Nothing per fill runs in Python."""
     if not len(rows):
         return
-    t = engine.orders
-    open_rows = t["status"][rows] <= OrderStatus.PARTIALLY_FILLED
-    if not open_rows.all() or (t["filled"][rows] != 0).any():
-        k = int(np.argmax(~open_rows | (t["filled"][rows] != 0).any(axis=1)))
+    book, s, t = engine.book, engine.state, engine.orders
+    fresh = (t["status"][rows] <= OrderStatus.PARTIALLY_FILLED) & ~(t["filled"][rows] != 0).any(axis=1)
+    if not fresh.all():
+        k = int(np.argmax(~fresh))
         raise FillError(f"fills[{k}]: order row {int(rows[k])} is not open and unfilled", field=f"fills[{k}]", value=int(rows[k]))
-    bad = ~(np.isfinite(prices) & (prices > 0))
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise FillError(f"fills[{k}].price: must be > 0 (got {prices[k]})", field=f"fills[{k}].price", value=float(prices[k]))
-    bad = ~(np.isfinite(fee_rates) & (fee_rates >= 0) & (fee_rates < 1))
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise FillError(f"fills[{k}].fee: a fee rate in [0, 1) (got {fee_rates[k]})", field=f"fills[{k}].fee", value=float(fee_rates[k]))
-    amount = exact.from_words(t["amount"][rows])
+    slots = book.slots(t["portfolio_id"][rows])
+    legs = t["leg"][rows].astype(np.int64)
+    holdings = book.column("start")[slots] + legs
     buy = t["side"][rows] == SIDE_BUY
-    num, den = exact.ratios(prices)
-    product = amount * num
-    cost = np.where(buy, -((-product) // den), product // den)  # a buy costs the larger neighbour
-    fee_num, fee_den = exact.ratios(fee_rates)
-    fee = -((-(cost * fee_num)) // fee_den)  # fees rounded up
-    done = dict(zip(rows.tolist(), amount.tolist()))
-    _apply(engine, rows, amount, cost, fee, np.zeros(len(rows), bool), prices, done, lambda k: f"order row {int(rows[k])}", now_ms)
+    amount_words = np.ascontiguousarray(t["amount"][rows])
+    cost_words, fee_words = _rebal.fill_in_full(
+        book._portfolios["cash"], book._holdings["amount"], slots, holdings, buy, amount_words, prices, fee_rates
+    )
+    book.refresh_floats(slots, holdings)
+    cost, fee, amount = (_rebal.amount_floats(w) for w in (cost_words, fee_words, amount_words))
+    np.add.at(s["fees_paid"], slots, fee)
+    purpose = t["purpose"][rows]
+    turnover = purpose == Purpose.REBALANCE
+    np.add.at(s["turnover"], slots[turnover], cost[turnover])
+    bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys
+    np.add.at(s["hold_amount"], (slots[bought], legs[bought]), amount[bought])
+    np.add.at(s["hold_cash"], slots[bought], -(cost[bought] + fee[bought]))
+    s["round_filled"][slots] = True
+    t["filled"][rows] = amount_words
+    t.close_many(rows, OrderStatus.FILLED)
+    np.subtract.at(s["round_open"], slots, 1)
+    engine.fill_count += len(rows)
+    engine._settle(slots, now_ms)
 
 
 def _apply(
@@ -82,7 +87,7 @@ def _apply(
     book, s, t = engine.book, engine.state, engine.orders
     slots = book.slots(t["portfolio_id"][rows])
     legs = t["leg"][rows].astype(np.int64)
-    holdings = book.columns()["start"][slots] + legs
+    holdings = book.column("start")[slots] + legs
     buy = t["side"][rows] == SIDE_BUY
     base_fee = np.where(in_base, fee, 0)
     quote_fee = np.where(in_base, 0, fee)
@@ -91,7 +96,7 @@ def _apply(
 
     # Balances after the whole call, exact; refused if any would go below zero.
     new_amounts, amount_rows = exact.balances(book.holding_columns()["amount"], holdings, coin)
-    new_cash, cash_slots = exact.balances(book.columns()["cash"], slots, cash)
+    new_cash, cash_slots = exact.balances(book.column("cash"), slots, cash)
     for values, index, where, which in ((new_amounts, amount_rows, holdings, "base"), (new_cash, cash_slots, slots, "quote")):
         negative = values < 0
         if negative.any():

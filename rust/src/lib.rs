@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod book;
 pub mod error;
+pub mod fills;
 pub mod flows;
 pub mod lots;
 pub mod market;

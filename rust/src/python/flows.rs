@@ -102,6 +102,40 @@ pub fn check_prices<'py>(
     .or_raise(py)
 }
 
+/// Orders filled in full at `price` with `fee_rate` (see `crate::fills`):
+/// writes the new cash ((n, 2) words by slot) and holdings ((m, 2) words by
+/// row) in place, all or nothing; returns each fill's cost and fee as (k, 2) words.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn fill_in_full<'py>(
+    py: Python<'py>,
+    cash: &Bound<'py, PyArray2<i64>>,
+    holdings: &Bound<'py, PyArray2<i64>>,
+    slots: PyReadonlyArray1<'py, i64>,
+    rows: PyReadonlyArray1<'py, i64>,
+    buy: PyReadonlyArray1<'py, bool>,
+    amount: PyReadonlyArray2<'py, i64>,
+    price: PyReadonlyArray1<'py, f64>,
+    fee_rate: PyReadonlyArray1<'py, f64>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let bad = |name: &str| to_pyerr(py, CoreError::config(name, "read-only or strided", "must be a writable contiguous (n, 2) array"));
+    let mut cash = cash.try_readwrite().map_err(|_| bad("cash"))?;
+    let mut holdings = holdings.try_readwrite().map_err(|_| bad("holdings"))?;
+    let cash = cash.as_slice_mut().map_err(|_| bad("cash"))?;
+    let holdings = holdings.as_slice_mut().map_err(|_| bad("holdings"))?;
+    let fills = crate::fills::FullFills {
+        slots: slice(py, &slots, "slots")?,
+        rows: slice(py, &rows, "rows")?,
+        buy: slice(py, &buy, "buy")?,
+        amount: slice(py, &amount, "amount")?,
+        price: slice(py, &price, "price")?,
+        fee_rate: slice(py, &fee_rate, "fee_rate")?,
+    };
+    let (costs, fees) = py.detach(|| guarded(|| crate::fills::fill_in_full(cash, holdings, &fills)))?.or_raise(py)?;
+    let n = costs.len() / 2;
+    Ok((PyArray1::from_vec(py, costs).reshape([n, 2])?.into_any(), PyArray1::from_vec(py, fees).reshape([n, 2])?.into_any()))
+}
+
 /// Value of every portfolio (by slot): cash + Σ amount·price, as floats.
 #[pyfunction]
 pub fn values<'py>(py: Python<'py>, columns: &Bound<'py, PyDict>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyArray1<f64>>> {

@@ -31,6 +31,7 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flows::exit, m)?)?;
     m.add_function(wrap_pyfunction!(flows::values, m)?)?;
     m.add_function(wrap_pyfunction!(flows::check_prices, m)?)?;
+    m.add_function(wrap_pyfunction!(flows::fill_in_full, m)?)?;
     m.add_function(wrap_pyfunction!(flows::add_amounts, m)?)?;
     Ok(())
 }

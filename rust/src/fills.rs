@@ -1,0 +1,182 @@
+//! Orders filled in full at known prices, applied exactly: what a simulated
+//! venue (a backtest, a paper account) does to a Book, with no Python object
+//! per fill.
+//!
+//! A fill's cost is amount × price, where the price (and the fee rate) is the
+//! decimal its float's shortest repr reads as (0.1 is 1/10), computed in 256
+//! bits and rounded to an atom (1e-18) against the user: a buy costs the
+//! larger neighbour, a sell yields the smaller; the fee, in the quote asset,
+//! is rounded up.
+
+use std::collections::HashMap;
+
+use ethnum::U256;
+
+use crate::error::{CoreError, Result};
+use crate::lots::Amount;
+
+/// Legs to fill: for each, the portfolio's slot (its cash), the holding row,
+/// the side, the exact amount (two words) and the fill's price and fee rate.
+pub struct FullFills<'a> {
+    pub slots: &'a [i64],
+    pub rows: &'a [i64],
+    pub buy: &'a [bool],
+    pub amount: &'a [i64],
+    pub price: &'a [f64],
+    pub fee_rate: &'a [f64],
+}
+
+/// Cost and fee of each leg (two words each), after writing the new cash and
+/// holdings. All or nothing: every balance is worked out first, and one that
+/// would go below zero (or a bad price or fee rate) is an error naming the
+/// leg, with nothing written.
+pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>) -> Result<(Vec<i64>, Vec<i64>)> {
+    let n = fills.slots.len();
+    let lengths = [fills.rows.len(), fills.buy.len(), fills.amount.len() / 2, fills.price.len(), fills.fee_rate.len()];
+    if lengths.iter().any(|&len| len != n) {
+        return Err(CoreError::config("fills", format!("{lengths:?}"), format!("one value per fill ({n} fills)")));
+    }
+    let mut decimals: HashMap<u64, U256> = HashMap::new();
+    let mut atoms_of = |x: f64, field: String| -> Result<U256> {
+        if let Some(&a) = decimals.get(&x.to_bits()) {
+            return Ok(a);
+        }
+        let parsed = Amount::parse(&format!("{x}")).map_err(|e| CoreError::amount(field.clone(), x, e.to_string()))?;
+        if parsed.is_negative() {
+            return Err(CoreError::amount(field, x, "must not be negative"));
+        }
+        let a = U256::from(parsed.atoms() as u128);
+        decimals.insert(x.to_bits(), a);
+        Ok(a)
+    };
+    let one = U256::from(10u128.pow(18));
+    let mut costs = Vec::with_capacity(2 * n);
+    let mut fees = Vec::with_capacity(2 * n);
+    // Balances after the whole call: (index, value), the latest per index wins.
+    let mut new_cash: HashMap<usize, i128> = HashMap::new();
+    let mut new_held: HashMap<usize, i128> = HashMap::new();
+    for k in 0..n {
+        let field = format!("fills[{k}]");
+        let (slot, row) = (fills.slots[k], fills.rows[k]);
+        if slot < 0 || 2 * slot as usize + 1 >= cash.len() || row < 0 || 2 * row as usize + 1 >= holdings.len() {
+            return Err(CoreError::config(field, format!("slot {slot}, row {row}"), "out of range"));
+        }
+        let (slot, row) = (slot as usize, row as usize);
+        let price = fills.price[k];
+        if !(price.is_finite() && price > 0.0) {
+            return Err(CoreError::price(format!("{field}.price"), price, "must be a finite price > 0"));
+        }
+        let rate = fills.fee_rate[k];
+        if !(rate.is_finite() && (0.0..1.0).contains(&rate)) {
+            return Err(CoreError::amount(format!("{field}.fee"), rate, "a fee rate in [0, 1)"));
+        }
+        let amount = Amount::from_atoms(i128::from(fills.amount[2 * k] as u64) | (i128::from(fills.amount[2 * k + 1]) << 64));
+        if amount.is_negative() {
+            return Err(CoreError::amount(format!("{field}.amount"), amount, "must not be negative"));
+        }
+        let product = U256::from(amount.atoms() as u128) * atoms_of(price, format!("{field}.price"))?;
+        let buy = fills.buy[k];
+        let cost = divide(product, one, buy);
+        let fee = divide(cost * atoms_of(rate, format!("{field}.fee"))?, one, true);
+        let (cost, fee) = (narrow(cost, &field)?, narrow(fee, &field)?);
+        let cash_now = *new_cash.entry(slot).or_insert_with(|| words_at(cash, slot));
+        let held_now = *new_held.entry(row).or_insert_with(|| words_at(holdings, row));
+        let (cash_after, held_after) = if buy {
+            (cash_now.checked_sub(cost).and_then(|c| c.checked_sub(fee)), held_now.checked_add(amount.atoms()))
+        } else {
+            (cash_now.checked_add(cost).and_then(|c| c.checked_sub(fee)), held_now.checked_sub(amount.atoms()))
+        };
+        match (cash_after, held_after) {
+            (Some(c), Some(h)) if c >= 0 && h >= 0 => {
+                new_cash.insert(slot, c);
+                new_held.insert(row, h);
+            }
+            _ => return Err(CoreError::amount(field, amount, "would take the portfolio's cash or holding below zero")),
+        }
+        costs.extend(split(cost));
+        fees.extend(split(fee));
+    }
+    for (slot, value) in new_cash {
+        cash[2 * slot..2 * slot + 2].copy_from_slice(&split(value));
+    }
+    for (row, value) in new_held {
+        holdings[2 * row..2 * row + 2].copy_from_slice(&split(value));
+    }
+    Ok((costs, fees))
+}
+
+/// a / b rounded up or down.
+fn divide(a: U256, b: U256, up: bool) -> U256 {
+    let (q, r) = (a / b, a % b);
+    if up && r != U256::ZERO {
+        q + U256::ONE
+    } else {
+        q
+    }
+}
+
+fn narrow(x: U256, field: &str) -> Result<i128> {
+    if x > U256::from(i128::MAX as u128) {
+        return Err(CoreError::amount(field, x.to_string(), "too large for an amount"));
+    }
+    Ok(x.as_u128() as i128)
+}
+
+fn words_at(words: &[i64], i: usize) -> i128 {
+    i128::from(words[2 * i] as u64) | (i128::from(words[2 * i + 1]) << 64)
+}
+
+fn split(x: i128) -> [i64; 2] {
+    [x as u64 as i64, (x >> 64) as i64]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(x: &str) -> [i64; 2] {
+        split(Amount::parse(x).expect("amount").atoms())
+    }
+
+    #[test]
+    fn a_buy_and_a_sell_settle_exactly() {
+        let mut cash: Vec<i64> = words("1000").to_vec();
+        let mut held: Vec<i64> = [words("0"), words("2")].concat();
+        let amount = [words("0.3"), words("1")].concat();
+        let fills = FullFills { slots: &[0, 0], rows: &[0, 1], buy: &[true, false], amount: &amount, price: &[0.1, 7.0], fee_rate: &[0.001, 0.001] };
+        let (cost, fee) = fill_in_full(&mut cash, &mut held, &fills).expect("fills");
+        // 0.3 × 0.1 = 0.03 (the decimal 0.1, not the binary one); fee 0.00003. 1 × 7 = 7; fee 0.007.
+        assert_eq!(words_at(&cost, 0), Amount::parse("0.03").expect("a").atoms());
+        assert_eq!(words_at(&fee, 0), Amount::parse("0.00003").expect("a").atoms());
+        assert_eq!(words_at(&cost, 1), Amount::parse("7").expect("a").atoms());
+        assert_eq!(words_at(&cash, 0), Amount::parse("1006.96297").expect("a").atoms());
+        assert_eq!(words_at(&held, 0), Amount::parse("0.3").expect("a").atoms());
+        assert_eq!(words_at(&held, 1), Amount::parse("1").expect("a").atoms());
+    }
+
+    #[test]
+    fn rounding_goes_against_the_user() {
+        let mut cash: Vec<i64> = words("10").to_vec();
+        let mut held: Vec<i64> = words("1").to_vec();
+        // 0.000000000000000001 × 0.5 = 5e-19: a buy pays one atom, a sell gets none.
+        let tiny = words("0.000000000000000001");
+        let buy = FullFills { slots: &[0], rows: &[0], buy: &[true], amount: &tiny, price: &[0.5], fee_rate: &[0.0] };
+        let (cost, _) = fill_in_full(&mut cash, &mut held, &buy).expect("buy");
+        assert_eq!(words_at(&cost, 0), 1);
+        let sell = FullFills { slots: &[0], rows: &[0], buy: &[false], amount: &tiny, price: &[0.5], fee_rate: &[0.0] };
+        let (cost, _) = fill_in_full(&mut cash, &mut held, &sell).expect("sell");
+        assert_eq!(words_at(&cost, 0), 0);
+    }
+
+    #[test]
+    fn a_fill_past_the_cash_writes_nothing() {
+        let mut cash: Vec<i64> = words("10").to_vec();
+        let mut held: Vec<i64> = [words("0"), words("1")].concat();
+        let amount = [words("1"), words("2")].concat();
+        // The sell is fine, the buy is not: neither is written.
+        let fills = FullFills { slots: &[0, 0], rows: &[1, 0], buy: &[false, true], amount: &amount, price: &[1.0, 100.0], fee_rate: &[0.0, 0.0] };
+        assert!(fill_in_full(&mut cash, &mut held, &fills).is_err());
+        assert_eq!(words_at(&cash, 0), Amount::parse("10").expect("a").atoms());
+        assert_eq!(words_at(&held, 1), Amount::parse("1").expect("a").atoms());
+    }
+}
