@@ -3,6 +3,10 @@
     rebal plan FILE [--json]    plan the rebalance of the portfolio in FILE
     rebal simulate --portfolios N --ticks T --seed S --store PATH [--json]
                                 run N portfolios on a simulated venue, saved to PATH (resumable)
+    rebal backtest [--data DIR] [--assets ...] [--threshold 5 | --trigger calendar ...] [--report DIR]
+                                one strategy on historical (or synthetic) prices against holding
+    rebal sweep [--data DIR] [--thresholds ...] [--intervals ...] [--report DIR]
+                                a grid of strategies at once, ranked against holding
 """
 
 from __future__ import annotations
@@ -96,10 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim_cmd.add_argument("--seed", type=int, default=0)
     sim_cmd.add_argument("--store", type=Path, required=True, help="SQLite file; run again to resume")
     sim_cmd.add_argument("--json", action="store_true", help="print the final summary (with its digest) as JSON")
+    from rebal.backtest.cli import add_commands, backtest_command, sweep_command
+
+    add_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "simulate":
         return _simulate(args)
+    if args.command in ("backtest", "sweep"):
+        try:
+            return backtest_command(args) if args.command == "backtest" else sweep_command(args)
+        except (RebalError, OSError, ValueError) as e:
+            print(f"rebal: {e}", file=sys.stderr)
+            return 2
     try:
         result = _plan_file(args.file)
     except (RebalError, OSError) as e:

@@ -1,0 +1,1 @@
+"""Backtests: the Engine driven by historical ticks against a simulated venue."""
