@@ -40,10 +40,9 @@ def add_commands(commands: Any) -> None:
     bt.add_argument("--stop-loss", type=float, default=None, help="exit at this total loss, percent")
     sw = commands.add_parser("sweep", help="run a grid of strategies at once and rank them against holding")
     _common(sw)
-    sw.add_argument("--thresholds", default="1,2,3,5,8,10", help="threshold triggers, percent (comma-separated; empty for none)")
-    sw.add_argument("--kinds", default="absolute", help="absolute,relative")
-    sw.add_argument("--intervals", default="1d,3d,7d,14d,28d", help="calendar triggers (comma-separated; empty for none)")
-    sw.add_argument("--gates", default="none", help="calendar gates, percent (e.g. none,1,3)")
+    sw.add_argument("--thresholds", default="1,2,3,5,8,10", help="percent: threshold triggers, and the gates of the calendar ones (comma-separated)")
+    sw.add_argument("--kinds", default="absolute", help="absolute,relative (threshold triggers)")
+    sw.add_argument("--intervals", default="1d,3d,7d,14d,28d", help="calendar triggers, each without a gate and gated at each threshold")
     sw.add_argument("--destinations", default="target", help="target,band_edge,inner_band(0.5)")
     sw.add_argument("--fees", default="0.1", help="venue fees, percent (comma-separated)")
     sw.add_argument("--out", type=Path, default=None, help="write the whole table (.csv or .parquet)")
@@ -148,7 +147,6 @@ def sweep_command(args: argparse.Namespace) -> int:
         thresholds=listed(args.thresholds, float),
         kinds=listed(args.kinds, str),
         intervals=listed(args.intervals, str),
-        gates=listed(args.gates, float) or [None],
         destinations=listed(args.destinations, str),
         fees=[f / 100 for f in listed(args.fees, float)],
     )
@@ -159,7 +157,8 @@ def sweep_command(args: argparse.Namespace) -> int:
             validate(c)
         except ConfigError as e:
             raise ConfigError(f"configs[{k}].{e}", field=f"configs[{k}].{e.field}", value=e.value) from e
-    result = _run_with_progress(f"sweep of {len(configs)}", configs, data, args.json, fee=labels["fee"], slippage_bps=args.slippage_bps)
+    fees = [f / 100 for f in labels["fee_pct"]]
+    result = _run_with_progress(f"sweep of {len(configs)}", configs, data, args.json, fee=fees, slippage_bps=args.slippage_bps)
     table = results(result, labels)
     if args.out is not None:
         table.to_parquet(args.out) if args.out.suffix == ".parquet" else table.to_csv(args.out)
@@ -234,22 +233,34 @@ def _print_sweep(table: Any, data: PriceData) -> None:
 
     console = Console()
     console.print(f"{len(table)} configs — {data.source}: {_period(data)}")
+    fees = sorted(set(table["fee_pct"].tolist()))
+    holds = table["hold_total_return_pct"]
+    if len(fees) == 1:
+        console.print(f"fee {fees[0]:g} %; holding the same buys returned {holds.iloc[0]:+,.1f} %" if holds.nunique() == 1 else f"fee {fees[0]:g} %")
     best = table.sort_values("excess_return_pct", ascending=False).head(10)
     out = Table(show_header=True, header_style="bold", title="best 10 against holding")
-    shown = ("trigger", "threshold", "interval", "gate", "destination", "fee", "total_return_pct", "hold_total_return_pct", "excess_return_pct", "max_drawdown_pct", "rebalances")
-    for column in shown:
-        out.add_column(column.replace("_pct", " %").replace("_", " "), justify="right")
+    out.add_column("setting", no_wrap=True)
+    for column in ("return", "vs hold", "max drawdown", "rebalances"):
+        out.add_column(column, justify="right")
     for _, row in best.iterrows():
-        cells = []
-        for column in shown:
-            v = row[column]
-            if v is None or (isinstance(v, float) and np.isnan(v)):
-                cells.append("")
-            elif column == "fee":
-                cells.append(f"{100 * v:g} %")
-            elif isinstance(v, float):
-                cells.append(f"{v:+,.2f}" if column.endswith("return_pct") else f"{v:,.2f}".rstrip("0").rstrip("."))
-            else:
-                cells.append(str(v))
-        out.add_row(*cells)
+        out.add_row(
+            _setting(row, with_fee=len(fees) > 1),
+            f"{row['total_return_pct']:+,.1f} %",
+            f"{row['excess_return_pct']:+,.1f} pts",
+            f"{row['max_drawdown_pct']:,.1f} %",
+            f"{int(row['rebalances']):,}",
+        )
     console.print(out)
+
+
+def _setting(row: Any, *, with_fee: bool) -> str:
+    """One sweep row's settings in a few words: "every 7d, gate 3" or "threshold 5 → band_edge"."""
+    threshold = row["threshold"]
+    has_threshold = not (threshold is None or (isinstance(threshold, float) and np.isnan(threshold)))
+    if row["trigger"] == "threshold":
+        text = f"threshold {threshold:g}" + (" rel." if row["threshold_kind"] == "relative" else "")
+    else:
+        text = f"every {row['interval']}" + (f", gate {threshold:g}" if has_threshold else "")
+    if row["destination"] != "target":
+        text += f" → {row['destination']}"
+    return f"{text}, fee {row['fee_pct']:g} %" if with_fee else text

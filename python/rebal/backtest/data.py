@@ -94,7 +94,7 @@ class PriceData:
 
     def __post_init__(self) -> None:
         times = np.array(self.times_ms, dtype=np.int64, copy=True)
-        close = np.array(self.close, dtype=np.float64, copy=True)
+        close = np.array(self.close, dtype=np.float64, copy=True, order="C")  # rows are ticks: contiguous
         assets = list(self.assets)
         if not isinstance(self.interval_ms, int) or isinstance(self.interval_ms, bool) or self.interval_ms <= 0:
             raise ConfigError(f"interval_ms: must be a positive integer (got {self.interval_ms!r})", field="interval_ms", value=self.interval_ms)

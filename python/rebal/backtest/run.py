@@ -91,8 +91,9 @@ def run(
     fees = np.broadcast_to(np.asarray(fee, dtype=np.float64), (n,)).copy()
     slip = slippage_bps / 10_000
     markets = list(markets) if markets is not None else markets_for(data, fee=float(fees.max()))
-    # The planner budgets for the fee and the slippage together ((1 + fee)(1 + slip) − 1 covers both sides).
-    budget = (1 + fees) * (1 + slip) - 1
+    # The planner budgets for the fee and the slippage together ((1 + fee)(1 + slip) − 1 covers both
+    # sides), written so that with no slippage it is the fee itself, not a float a hair below it.
+    budget = fees + slip + fees * slip
     planned = [msgspec.structs.replace(c, fee_rate=float(b)) for c, b in zip(configs, budget)]
     widest = max(len(c.assets) for c in configs)
     biggest = max(c.investment for c in configs)
@@ -109,7 +110,7 @@ def run(
     net_before = engine.state["net_invested_float"][slots].copy()
     columns = engine.book._columns
     for k in range(ticks):
-        now, prices = int(data.times_ms[k]), data.close[k]
+        now, prices = int(data.times_ms[k]), np.ascontiguousarray(data.close[k])
         batch = engine.on_tick(now, prices)
         if len(batch):
             buy = batch.side == SIDE_BUY

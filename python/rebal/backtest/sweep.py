@@ -1,7 +1,7 @@
 """Parameter sweeps: a grid of configs run as one Book, and its results as a table.
 
-    configs, labels = grid(base, thresholds=[1, 2, 5, 10], intervals=["1d", "7d"], gates=[None, 3])
-    table = results(run(configs, data, fee=fees), labels)    # a pandas DataFrame, one row per config
+    configs, labels = grid(base, thresholds=[1, 2, 5, 10], intervals=["1d", "7d"])
+    table = results(run(configs, data, fee=[f / 100 for f in labels["fee_pct"]]), labels)    # one row per config
 """
 
 from __future__ import annotations
@@ -26,28 +26,35 @@ def grid(
     thresholds: Sequence[float] = (),
     kinds: Sequence[str] = ("absolute",),
     intervals: Sequence[str] = (),
-    gates: Sequence[float | None] = (None,),
     destinations: Sequence[str] = ("target",),
     fees: Sequence[float] = (0.001,),
 ) -> tuple[list[StrategyConfig], dict[str, list[Any]]]:
-    """Every combination of the settings, as configs built on `base`, and
-    the settings of each (columns for the results table). Threshold triggers
-    take every destination; calendar triggers go back to target (a band
-    destination needs a threshold)."""
+    """Every combination, as configs built on `base`, with the settings of
+    each (columns for the results table), crossing threshold × interval:
+
+    - interval "tick": a threshold trigger at each threshold (checked every
+      tick), with every kind and destination;
+    - each calendar interval: without a gate (threshold None) and gated at
+      each threshold, going back to target (a band destination needs a
+      threshold trigger).
+
+    So a heatmap of threshold × interval has every cell."""
     configs: list[StrategyConfig] = []
-    labels: dict[str, list[Any]] = {k: [] for k in ("trigger", "threshold", "threshold_kind", "interval", "gate", "destination", "fee")}
+    labels: dict[str, list[Any]] = {k: [] for k in ("trigger", "threshold", "threshold_kind", "interval", "destination", "fee_pct")}
 
     def add(trigger: ThresholdTrigger | CalendarTrigger, destination: str, fee: float, row: dict[str, Any]) -> None:
         configs.append(msgspec.structs.replace(base, trigger=trigger, destination=destination))
-        row.update(destination=destination, fee=fee)
+        row.update(destination=destination, fee_pct=100 * fee)
         for key in labels:
             labels[key].append(row.get(key))
 
     for fee in fees:
         for threshold, kind, destination in itertools.product(thresholds, kinds, destinations):
-            add(ThresholdTrigger(threshold=float(threshold), kind=kind), destination, fee, {"trigger": "threshold", "threshold": float(threshold), "threshold_kind": kind})  # type: ignore[arg-type]
-        for interval, gate in itertools.product(intervals, gates):
-            add(CalendarTrigger(every=interval, gate=gate), "target", fee, {"trigger": "calendar", "interval": interval, "gate": gate})
+            row = {"trigger": "threshold", "threshold": float(threshold), "threshold_kind": kind, "interval": "tick"}
+            add(ThresholdTrigger(threshold=float(threshold), kind=kind), destination, fee, row)  # type: ignore[arg-type]
+        for interval, gate in itertools.product(intervals, [None, *thresholds]):
+            row = {"trigger": "calendar", "threshold": None if gate is None else float(gate), "interval": interval}
+            add(CalendarTrigger(every=interval, gate=None if gate is None else float(gate)), "target", fee, row)
     return configs, labels
 
 
