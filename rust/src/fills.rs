@@ -36,20 +36,19 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
     if lengths.iter().any(|&len| len != n) {
         return Err(CoreError::config("fills", format!("{lengths:?}"), format!("one value per fill ({n} fills)")));
     }
-    let mut decimals: HashMap<u64, U256> = HashMap::new();
-    let mut atoms_of = |x: f64, field: String| -> Result<U256> {
-        if let Some(&a) = decimals.get(&x.to_bits()) {
-            return Ok(a);
+    let mut decimals: HashMap<u64, Fraction> = HashMap::new();
+    let mut fraction_of = |x: f64, field: String| -> Result<Fraction> {
+        if let Some(&f) = decimals.get(&x.to_bits()) {
+            return Ok(f);
         }
         let parsed = Amount::parse(&format!("{x}")).map_err(|e| CoreError::amount(field.clone(), x, e.to_string()))?;
         if parsed.is_negative() {
             return Err(CoreError::amount(field, x, "must not be negative"));
         }
-        let a = U256::from(parsed.atoms() as u128);
-        decimals.insert(x.to_bits(), a);
-        Ok(a)
+        let f = Fraction::of_atoms(parsed.atoms() as u128);
+        decimals.insert(x.to_bits(), f);
+        Ok(f)
     };
-    let one = U256::from(10u128.pow(18));
     let mut costs = Vec::with_capacity(2 * n);
     let mut fees = Vec::with_capacity(2 * n);
     // Balances after the whole call: (index, value), the latest per index wins.
@@ -74,11 +73,10 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
         if amount.is_negative() {
             return Err(CoreError::amount(format!("{field}.amount"), amount, "must not be negative"));
         }
-        let product = U256::from(amount.atoms() as u128) * atoms_of(price, format!("{field}.price"))?;
         let buy = fills.buy[k];
-        let cost = divide(product, one, buy);
-        let fee = divide(cost * atoms_of(rate, format!("{field}.fee"))?, one, true);
-        let (cost, fee) = (narrow(cost, &field)?, narrow(fee, &field)?);
+        let cost = fraction_of(price, format!("{field}.price"))?.times(amount.atoms() as u128, buy);
+        let cost = narrow(cost, &field)?;
+        let fee = narrow(fraction_of(rate, format!("{field}.fee"))?.times(cost as u128, true), &field)?;
         let cash_now = *new_cash.entry(slot).or_insert_with(|| words_at(cash, slot));
         let held_now = *new_held.entry(row).or_insert_with(|| words_at(holdings, row));
         let (cash_after, held_after) = if buy {
@@ -105,13 +103,41 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
     Ok((costs, fees))
 }
 
-/// a / b rounded up or down.
-fn divide(a: U256, b: U256, up: bool) -> U256 {
-    let (q, r) = (a / b, a % b);
-    if up && r != U256::ZERO {
-        q + U256::ONE
-    } else {
-        q
+/// A decimal as num / den with den a power of ten, reduced (50000 is 50000/1,
+/// 0.001 is 1/1000), so most products fit 128 bits.
+#[derive(Copy, Clone)]
+struct Fraction {
+    num: u128,
+    den: u128,
+}
+
+impl Fraction {
+    fn of_atoms(atoms: u128) -> Fraction {
+        let (mut num, mut den) = (atoms, 10u128.pow(18));
+        while den > 1 && num % 10 == 0 {
+            num /= 10;
+            den /= 10;
+        }
+        Fraction { num, den }
+    }
+
+    /// x × num / den, rounded up or down: in 128 bits when the product fits, else 256.
+    fn times(self, x: u128, up: bool) -> U256 {
+        match x.checked_mul(self.num) {
+            Some(product) => {
+                let (q, r) = (product / self.den, product % self.den);
+                U256::from(if up && r != 0 { q + 1 } else { q })
+            }
+            None => {
+                let (product, den) = (U256::from(x) * U256::from(self.num), U256::from(self.den));
+                let (q, r) = (product / den, product % den);
+                if up && r != U256::ZERO {
+                    q + U256::ONE
+                } else {
+                    q
+                }
+            }
+        }
     }
 }
 
@@ -166,6 +192,17 @@ mod tests {
         let sell = FullFills { slots: &[0], rows: &[0], buy: &[false], amount: &tiny, price: &[0.5], fee_rate: &[0.0] };
         let (cost, _) = fill_in_full(&mut cash, &mut held, &sell).expect("sell");
         assert_eq!(words_at(&cost, 0), 0);
+    }
+
+    #[test]
+    fn products_past_128_bits_are_exact_too() {
+        let half = Fraction::of_atoms(500_000_000_000_000_000); // 0.5 = 5/10
+        let big = u128::MAX - 1; // × 5 overflows 128 bits: the 256-bit path
+        assert_eq!(half.times(big, false), U256::from(big / 2));
+        assert_eq!(half.times(big - 1, true), U256::from((big - 1) / 2 + 1));
+        let small = 1_000_001u128; // the 128-bit path, same rounding
+        assert_eq!(half.times(small, true), U256::from(500_001u128));
+        assert_eq!(half.times(small, false), U256::from(500_000u128));
     }
 
     #[test]
