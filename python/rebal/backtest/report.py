@@ -606,88 +606,36 @@ def _describe_step(times_ms: IntArray) -> str:
 def _metric_rows(run: RunReport) -> list[tuple[str, str, str, str, str]]:
     """(label, rebalanced, hold, difference, tone) for the metrics table."""
     q = run.quote
-    m, h = run.metrics, run.hold_metrics
 
-    def get(d: Mapping[str, float], key: str) -> float | None:
-        return _finite(d.get(key))
+    def money(x: float | None, signed: bool = False) -> str:
+        return format_money(x, q, signed=signed)
 
-    def diff(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else a - b
+    def pct(signed: bool) -> Callable[[float | None, bool], str]:
+        return lambda x, is_diff: format_pts(x) if is_diff else format_pct(x, signed=signed)
 
+    def count(x: float | None, is_diff: bool) -> str:
+        return (DASH if x is None else format_signed(round(x), 0)) if is_diff else _format_count(x)
+
+    # (label, key, format(value, is_difference), higher is better (None: no tone), shown as a loss)
+    specs: list[tuple[str, str, Callable[[float | None, bool], str], bool | None, bool]] = [
+        ("Final value", "final_value", lambda x, d: money(x, signed=d), True, False),
+        ("Total return", "total_return_pct", pct(True), True, False),
+        ("Annualised return", "annualised_return_pct", pct(True), True, False),
+        ("Volatility (annualised)", "volatility_pct", pct(False), False, False),
+        # Drawdowns are shown as losses (negative), so a positive difference is a shallower one.
+        ("Max drawdown", "max_drawdown_pct", pct(False), True, True),
+        ("Sharpe ratio", "sharpe", lambda x, d: format_signed(x, 2) if d else format_number(x, 2), True, False),
+        ("Fees paid", "fees_paid", lambda x, d: money(x, signed=d), False, False),
+        ("Turnover (traded by rebalancing)", "turnover", lambda x, d: money(x, signed=d), None, False),
+        ("Rebalances", "rebalances", count, None, False),
+    ]
     rows: list[tuple[str, str, str, str, str]] = []
-    fv, hv = get(m, "final_value"), get(h, "final_value")
-    rows.append(
-        (
-            "Final value",
-            format_money(fv, q),
-            format_money(hv, q),
-            format_money(diff(fv, hv), q, signed=True),
-            _tone(diff(fv, hv), True),
-        )
-    )
-    for key, label, signed, better in (
-        ("total_return_pct", "Total return", True, True),
-        ("annualised_return_pct", "Annualised return", True, True),
-        ("volatility_pct", "Volatility (annualised)", False, False),
-    ):
-        a, b = get(m, key), get(h, key)
-        rows.append(
-            (
-                label,
-                format_pct(a, signed=signed),
-                format_pct(b, signed=signed),
-                format_pts(diff(a, b)),
-                _tone(diff(a, b), better),
-            )
-        )
-    # Drawdowns are shown as losses (negative), so a positive difference is a shallower one.
-    dd_a, dd_b = get(m, "max_drawdown_pct"), get(h, "max_drawdown_pct")
-    dd_a = None if dd_a is None else -abs(dd_a)
-    dd_b = None if dd_b is None else -abs(dd_b)
-    rows.append(
-        (
-            "Max drawdown",
-            format_pct(dd_a, signed=False),
-            format_pct(dd_b, signed=False),
-            format_pts(diff(dd_a, dd_b)),
-            _tone(diff(dd_a, dd_b), True),
-        )
-    )
-    sa, sb = get(m, "sharpe"), get(h, "sharpe")
-    rows.append(
-        (
-            "Sharpe ratio",
-            format_number(sa, 2),
-            format_number(sb, 2),
-            format_signed(diff(sa, sb), 2),
-            _tone(diff(sa, sb), True),
-        )
-    )
-    fa, fb = get(m, "fees_paid"), get(h, "fees_paid")
-    rows.append(
-        (
-            "Fees paid",
-            format_money(fa, q),
-            format_money(fb, q),
-            format_money(diff(fa, fb), q, signed=True),
-            _tone(diff(fa, fb), False),
-        )
-    )
-    ta, tb = get(m, "turnover"), get(h, "turnover")
-    rows.append(
-        (
-            "Turnover (traded by rebalancing)",
-            format_money(ta, q),
-            format_money(tb, q),
-            format_money(diff(ta, tb), q, signed=True),
-            "",
-        )
-    )
-    ra, rb = get(m, "rebalances"), get(h, "rebalances")
-    rd = diff(ra, rb)
-    rows.append(
-        ("Rebalances", _format_count(ra), _format_count(rb), DASH if rd is None else format_signed(round(rd), 0), "")
-    )
+    for label, key, show, better, loss in specs:
+        a, b = _finite(run.metrics.get(key)), _finite(run.hold_metrics.get(key))
+        if loss:
+            a, b = (None if x is None else -abs(x) for x in (a, b))
+        d = None if a is None or b is None else a - b
+        rows.append((label, show(a, False), show(b, False), show(d, True), "" if better is None else _tone(d, better)))
     return rows
 
 
