@@ -350,7 +350,7 @@ class Engine:
             fee = np.broadcast_to(np.asarray(fee_rates, dtype=np.float64), (n,))
         if price.shape != (n,) or fee.shape != (n,):
             raise ConfigError(f"prices: one per order ({n}), got {price.shape}", field="prices", value=price.shape)
-        apply_full_fills(self, rows, price, np.ascontiguousarray(fee), self._event_time(now_ms))
+        apply_full_fills(self, rows, batch.portfolio, price, np.ascontiguousarray(fee), self._event_time(now_ms))
 
     def on_rejects(self, rejects: Sequence[Reject], now_ms: int | None = None) -> None:
         """Orders refused or cancelled by the venue (what they filled before

@@ -34,11 +34,19 @@ def apply_fills(engine: Engine, fills: Sequence[Fill], now_ms: int) -> None:
     _apply(engine, rows, amount, cost, fee, in_base, np.array([float(p) for p in price]), done, lambda k: fills[k].client_order_id, now_ms)
 
 
-def apply_full_fills(engine: Engine, rows: npt.NDArray[np.int64], prices: npt.NDArray[np.float64], fee_rates: npt.NDArray[np.float64], now_ms: int) -> None:
+def apply_full_fills(
+    engine: Engine,
+    rows: npt.NDArray[np.int64],
+    slots: npt.NDArray[np.int64],
+    prices: npt.NDArray[np.float64],
+    fee_rates: npt.NDArray[np.float64],
+    now_ms: int,
+) -> None:
     """See `Engine.on_full_fills`: the orders at `rows` of the order table,
     each filled in full at its price, fee = rate × cost in the quote asset,
     applied exactly in Rust (`_rebal.fill_in_full`); the bookkeeping around
-    it is numpy. Nothing per fill runs in Python."""
+    it is numpy. Nothing per fill runs in Python. `slots` are the orders'
+    portfolios' slots (the batch's `portfolio`)."""
     if not len(rows):
         return
     book, s, t = engine.book, engine.state, engine.orders
@@ -56,17 +64,24 @@ def apply_full_fills(engine: Engine, rows: npt.NDArray[np.int64], prices: npt.ND
     )
     book.refresh_floats(slots, holdings)
     cost, fee, amount = (_rebal.amount_floats(w) for w in (cost_words, fee_words, amount_words))
-    np.add.at(s["fees_paid"], slots, fee)
+    n = s.length
+
+    def per_slot(where: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        total = np.bincount(where, weights=values, minlength=n)
+        return total.astype(np.float64, copy=False)
+
+    fees_paid, turnover_paid, hold_cash, round_open = s["fees_paid"], s["turnover"], s["hold_cash"], s["round_open"]
+    fees_paid += per_slot(slots, fee)  # views: added in place
     purpose = t["purpose"][rows]
     turnover = purpose == Purpose.REBALANCE
-    np.add.at(s["turnover"], slots[turnover], cost[turnover])
-    bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys
-    np.add.at(s["hold_amount"], (slots[bought], legs[bought]), amount[bought])
-    np.add.at(s["hold_cash"], slots[bought], -(cost[bought] + fee[bought]))
+    turnover_paid += per_slot(slots[turnover], cost[turnover])
+    bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys (one leg per holding)
+    s["hold_amount"][slots[bought], legs[bought]] += amount[bought]
+    hold_cash += per_slot(slots[bought], -(cost[bought] + fee[bought]))
     s["round_filled"][slots] = True
     t["filled"][rows] = amount_words
     t.close_many(rows, OrderStatus.FILLED)
-    np.subtract.at(s["round_open"], slots, 1)
+    round_open -= np.bincount(slots, minlength=n).astype(np.int32)
     engine.fill_count += len(rows)
     engine._settle(slots, now_ms)
 

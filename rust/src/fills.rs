@@ -37,13 +37,14 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
         return Err(CoreError::config("fills", format!("{lengths:?}"), format!("one value per fill ({n} fills)")));
     }
     let mut decimals: HashMap<u64, Fraction> = HashMap::new();
-    let mut fraction_of = |x: f64, field: String| -> Result<Fraction> {
+    // Field names are built only for an error: most calls make none.
+    let mut fraction_of = |x: f64, field: &dyn Fn() -> String| -> Result<Fraction> {
         if let Some(&f) = decimals.get(&x.to_bits()) {
             return Ok(f);
         }
-        let parsed = Amount::parse(&format!("{x}")).map_err(|e| CoreError::amount(field.clone(), x, e.to_string()))?;
+        let parsed = Amount::parse(&format!("{x}")).map_err(|e| CoreError::amount(field(), x, e.to_string()))?;
         if parsed.is_negative() {
-            return Err(CoreError::amount(field, x, "must not be negative"));
+            return Err(CoreError::amount(field(), x, "must not be negative"));
         }
         let f = Fraction::of_atoms(parsed.atoms() as u128);
         decimals.insert(x.to_bits(), f);
@@ -52,31 +53,31 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
     let mut costs = Vec::with_capacity(2 * n);
     let mut fees = Vec::with_capacity(2 * n);
     // Balances after the whole call: (index, value), the latest per index wins.
-    let mut new_cash: HashMap<usize, i128> = HashMap::new();
-    let mut new_held: HashMap<usize, i128> = HashMap::new();
+    let mut new_cash: HashMap<usize, i128> = HashMap::with_capacity(n);
+    let mut new_held: HashMap<usize, i128> = HashMap::with_capacity(n);
     for k in 0..n {
-        let field = format!("fills[{k}]");
+        let field = || format!("fills[{k}]");
         let (slot, row) = (fills.slots[k], fills.rows[k]);
         if slot < 0 || 2 * slot as usize + 1 >= cash.len() || row < 0 || 2 * row as usize + 1 >= holdings.len() {
-            return Err(CoreError::config(field, format!("slot {slot}, row {row}"), "out of range"));
+            return Err(CoreError::config(field(), format!("slot {slot}, row {row}"), "out of range"));
         }
         let (slot, row) = (slot as usize, row as usize);
         let price = fills.price[k];
         if !(price.is_finite() && price > 0.0) {
-            return Err(CoreError::price(format!("{field}.price"), price, "must be a finite price > 0"));
+            return Err(CoreError::price(format!("{}.price", field()), price, "must be a finite price > 0"));
         }
         let rate = fills.fee_rate[k];
         if !(rate.is_finite() && (0.0..1.0).contains(&rate)) {
-            return Err(CoreError::amount(format!("{field}.fee"), rate, "a fee rate in [0, 1)"));
+            return Err(CoreError::amount(format!("{}.fee", field()), rate, "a fee rate in [0, 1)"));
         }
         let amount = Amount::from_atoms(i128::from(fills.amount[2 * k] as u64) | (i128::from(fills.amount[2 * k + 1]) << 64));
         if amount.is_negative() {
-            return Err(CoreError::amount(format!("{field}.amount"), amount, "must not be negative"));
+            return Err(CoreError::amount(format!("{}.amount", field()), amount, "must not be negative"));
         }
         let buy = fills.buy[k];
-        let cost = fraction_of(price, format!("{field}.price"))?.times(amount.atoms() as u128, buy);
+        let cost = fraction_of(price, &|| format!("{}.price", field()))?.times(amount.atoms() as u128, buy);
         let cost = narrow(cost, &field)?;
-        let fee = narrow(fraction_of(rate, format!("{field}.fee"))?.times(cost as u128, true), &field)?;
+        let fee = narrow(fraction_of(rate, &|| format!("{}.fee", field()))?.times(cost as u128, true), &field)?;
         let cash_now = *new_cash.entry(slot).or_insert_with(|| words_at(cash, slot));
         let held_now = *new_held.entry(row).or_insert_with(|| words_at(holdings, row));
         let (cash_after, held_after) = if buy {
@@ -89,7 +90,7 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
                 new_cash.insert(slot, c);
                 new_held.insert(row, h);
             }
-            _ => return Err(CoreError::amount(field, amount, "would take the portfolio's cash or holding below zero")),
+            _ => return Err(CoreError::amount(field(), amount, "would take the portfolio's cash or holding below zero")),
         }
         costs.extend(split(cost));
         fees.extend(split(fee));
@@ -141,9 +142,9 @@ impl Fraction {
     }
 }
 
-fn narrow(x: U256, field: &str) -> Result<i128> {
+fn narrow(x: U256, field: &dyn Fn() -> String) -> Result<i128> {
     if x > U256::from(i128::MAX as u128) {
-        return Err(CoreError::amount(field, x.to_string(), "too large for an amount"));
+        return Err(CoreError::amount(field(), x.to_string(), "too large for an amount"));
     }
     Ok(x.as_u128() as i128)
 }
