@@ -103,10 +103,9 @@ def run(
     slots = engine.book.slots(ids)
 
     stream, hold_stream = Stream(n), Stream(n)
-    equity = np.zeros((ticks, n)) if record else None
-    hold = np.zeros((ticks, n)) if record else None
-    weights = np.zeros((ticks, n, widest)) if record else None
-    rebalanced = np.zeros((ticks, n), bool) if record else None
+    kept = ticks if record else 0  # the series, or nothing
+    equity, hold = np.zeros((kept, n)), np.zeros((kept, n))
+    weights, rebalanced = np.zeros((kept, n, widest)), np.zeros((kept, n), bool)
     net_before = engine.state["net_invested_float"][slots].copy()
     columns = engine.book._columns
     for k in range(ticks):
@@ -124,11 +123,11 @@ def run(
         stream.add(value, inflow)
         hold_stream.add(hold_value, inflow)
         if record:
-            assert equity is not None and hold is not None and weights is not None and rebalanced is not None
             equity[k], hold[k] = value, hold_value
             weights[k] = _weights(engine, slots, prices, value, widest)
             planned_now = batch.portfolio[batch.purpose == Purpose.REBALANCE]
             rebalanced[k] = np.isin(slots, planned_now)
+        engine.events()  # a backtest reads no events: drained, so they do not pile up
         if progress is not None:
             progress(k + 1, ticks)
 
@@ -143,10 +142,10 @@ def run(
         turnover=report["turnover"],
         rebalances=report["rebalances"],
         net_invested=engine.state["net_invested_float"][slots].copy(),
-        equity=equity,
-        hold=hold,
-        weights=weights,
-        rebalanced=rebalanced,
+        equity=equity if record else None,
+        hold=hold if record else None,
+        weights=weights if record else None,
+        rebalanced=rebalanced if record else None,
         settings={"fee": fees, "slippage_bps": slippage_bps},
     )
 
