@@ -54,7 +54,9 @@ def apply_full_fills(
     if not fresh.all():
         k = int(np.argmax(~fresh))
         raise FillError(f"fills[{k}]: order row {int(rows[k])} is not open and unfilled", field=f"fills[{k}]", value=int(rows[k]))
-    slots = book.slots(t["portfolio_id"][rows])
+    ids = t["portfolio_id"][rows]
+    if len(slots) != len(rows) or slots.max() >= len(book.ids) or not np.array_equal(book.ids[slots], ids):
+        slots = book.slots(ids)  # the Book compacted since the tick: look the slots up again
     legs = t["leg"][rows].astype(np.int64)
     holdings = book.column("start")[slots] + legs
     buy = t["side"][rows] == SIDE_BUY
