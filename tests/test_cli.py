@@ -1,4 +1,4 @@
-"""`rebal plan FILE`: the README's main job."""
+"""`rebal plan FILE`: one portfolio's orders from the command line (the README's main job is `rebal backtest`, tested in test_backtest.py)."""
 
 from __future__ import annotations
 
