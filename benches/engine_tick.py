@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     engine = realistic_engine(generated, seed=args.seed)
     book, prices, now = engine.book, generated.prices, HOUR_MS
     saved = (
-        {k: v.copy() for k, v in book._portfolios.arrays().items()},
-        {k: v.copy() for k, v in book._holdings.arrays().items()},
-        {k: v.copy() for k, v in engine.state.arrays().items()},
+        {k: v.copy() for k, v in book._portfolios.views().items()},
+        {k: v.copy() for k, v in book._holdings.views().items()},
+        {k: v.copy() for k, v in engine.state.views().items()},
     )
 
     def restore() -> None:

@@ -65,7 +65,7 @@ def test_engine_tick(benchmark, generated: RealisticBook) -> None:  # type: igno
     from realistic import realistic_engine
 
     engine = realistic_engine(generated, seed=11)
-    saved = [{k: v.copy() for k, v in t.arrays().items()} for t in (engine.book._portfolios, engine.state)]
+    saved = [{k: v.copy() for k, v in t.views().items()} for t in (engine.book._portfolios, engine.state)]
 
     def restore() -> tuple[tuple[()], dict[str, object]]:
         engine.book._portfolios.load(saved[0])

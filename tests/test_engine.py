@@ -129,8 +129,8 @@ def everything(engine: Engine) -> dict[str, Any]:
     return {
         "book": {k: v.copy() for k, v in engine.book.columns().items()},
         "holdings": {k: v.copy() for k, v in engine.book.holding_columns().items()},
-        "orders": {k: v.copy() for k, v in engine.orders.table.arrays().items()},
-        "state": {k: v.copy() for k, v in engine.state.arrays().items()},
+        "orders": {k: v.copy() for k, v in engine.orders.table.views().items()},
+        "state": {k: v.copy() for k, v in engine.state.views().items()},
         "pending_events": engine.pending_events(),
         "fill_count": engine.fill_count,
         "configs": copy.copy(engine.configs),

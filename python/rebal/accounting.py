@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from rebal import _rebal
 from rebal.columns import decimal_strings
 from rebal.engine_state import Stage
 from rebal.policies.exits import profit
@@ -61,8 +60,7 @@ def current_value(engine: Engine, slots: npt.NDArray[np.int64]) -> npt.NDArray[n
     """Cash and holdings now (after the fills and new money since the tick) at the last tick's prices."""
     if engine.prices is None:
         return np.full(len(slots), np.nan)
-    values: npt.NDArray[np.float64] = _rebal.values(engine.book._columns(), engine.prices)[slots]
-    return values
+    return engine._values_of(slots, engine.prices)
 
 
 def hold_value(engine: Engine, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:

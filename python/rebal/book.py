@@ -332,11 +332,9 @@ class Book:
     def add_cash(self, slots: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
         """Adds exact amounts ((m, 2) words, signed) to the cash of `slots`,
         all or nothing: a result below zero is an AmountError and changes nothing."""
-        self._add_exact(self._portfolios, "cash", "cash_float", slots, amounts)
-
-    def add_amounts(self, rows: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
-        """Adds exact amounts ((m, 2) words, signed) to holdings `rows`, all or nothing."""
-        self._add_exact(self._holdings, "amount", "amount_float", rows, amounts)
+        p, slots = self._portfolios, np.ascontiguousarray(slots, dtype=np.int64)
+        _rebal.add_amounts(p["cash"], slots, np.ascontiguousarray(amounts, dtype=np.int64).reshape(-1, 2), "cash")
+        p["cash_float"][slots] = _rebal.amount_floats(np.ascontiguousarray(p["cash"][slots]))
 
     def set_exact(self, slots: npt.NDArray[np.int64], cash: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
         """Overwrites the cash of `slots` and the amounts of holdings `rows`
@@ -353,12 +351,6 @@ class Book:
         p, h = self._portfolios, self._holdings
         p["cash_float"][slots] = _rebal.amount_floats(np.ascontiguousarray(p["cash"][slots]))
         h["amount_float"][rows] = _rebal.amount_floats(np.ascontiguousarray(h["amount"][rows]))
-
-    @staticmethod
-    def _add_exact(table: Table, name: str, float_name: str, index: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> None:
-        index = np.ascontiguousarray(index, dtype=np.int64)
-        _rebal.add_amounts(table[name], index, np.ascontiguousarray(amounts, dtype=np.int64).reshape(-1, 2), name)
-        table[float_name][index] = _rebal.amount_floats(np.ascontiguousarray(table[name][index]))
 
     def unlock(self, ids: int | Iterable[int]) -> None:
         """Orders out are done (filled, rejected or cancelled): the next tick may plan again."""
@@ -464,10 +456,6 @@ class Book:
     def column(self, name: str) -> np.ndarray:
         """One per-portfolio column, read-only (cheaper than `columns()` for one)."""
         return _read_only(self._portfolios[name])
-
-    def holding_column(self, name: str) -> np.ndarray:
-        """One per-holding column, read-only."""
-        return _read_only(self._holdings[name])
 
     def columns(self) -> dict[str, np.ndarray]:
         """Read-only numpy views of every per-portfolio column, by slot."""

@@ -37,6 +37,7 @@ class Table:
         return self._arrays[name][: self.length]
 
     def views(self) -> dict[str, np.ndarray]:
+        """The live rows of every column (views: for the owner's use and for saving)."""
         return {name: array[: self.length] for name, array in self._arrays.items()}
 
     def append(self, values: Mapping[str, npt.ArrayLike], count: int, *, share: frozenset[str] = frozenset()) -> None:
@@ -60,10 +61,6 @@ class Table:
         for name, array in self._arrays.items():
             array[self.length : self.length + count] = values[name]
         self.length += count
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The live rows of every column (views), for saving."""
-        return self.views()
 
     def load(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Replaces the contents with saved columns (every column, one length)."""

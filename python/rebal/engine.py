@@ -388,10 +388,10 @@ class Engine:
         bytes; `restore` rebuilds it exactly. Configs are kept apart (`configs`)."""
         from rebal.store import save_arrays
 
-        arrays = {f"book.{k}": v for k, v in self.book._portfolios.arrays().items()}
-        arrays.update({f"holdings.{k}": v for k, v in self.book._holdings.arrays().items()})
-        arrays.update({f"state.{k}": v for k, v in self.state.arrays().items()})
-        arrays.update({f"orders.{k}": v for k, v in self.orders.table.arrays().items()})
+        arrays = {f"book.{k}": v for k, v in self.book._portfolios.views().items()}
+        arrays.update({f"holdings.{k}": v for k, v in self.book._holdings.views().items()})
+        arrays.update({f"state.{k}": v for k, v in self.state.views().items()})
+        arrays.update({f"orders.{k}": v for k, v in self.orders.table.views().items()})
         arrays.update({f"events.{k}": v for k, v in self._events.columns().items()})
         meta = {"now_ms": self.now_ms, "fill_count": self.fill_count, "unused_rows": self.book._unused_rows, "next_id": self.book.next_id}
         arrays["meta"] = np.array(msgspec.json.encode(meta).decode())

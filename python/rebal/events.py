@@ -116,11 +116,6 @@ class Events:
     def count(self, kind: EventKind) -> int:
         return int((self.columns["kind"] == kind).sum())
 
-    def of(self, kind: EventKind) -> npt.NDArray[np.uint64]:
-        """The portfolio ids of every event of `kind`, in order."""
-        ids: npt.NDArray[np.uint64] = self.columns["portfolio_id"][self.columns["kind"] == kind]
-        return ids
-
     def records(self) -> list[Event]:
         c = self.columns
         amounts = decimals(c["amount"])

@@ -140,22 +140,12 @@ fn gather<T: Copy + Default + Send + Sync>(parts: &[LegColumns], get: fn(&LegCol
 /// Everything one tick produced.
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// Per portfolio: value before the plan, largest deviation in weight
-    /// points and relative to the target, and what the tick did.
-    pub value: Vec<f64>,
-    pub max_deviation: Vec<f64>,
-    pub max_relative_deviation: Vec<f64>,
-    pub status: Vec<u8>,
+    /// Per portfolio: what the scan found, and what the tick did (`status`).
+    pub portfolios: Scanned,
     /// The orders, sells before buys within each portfolio, portfolios in order.
     pub orders: LegColumns,
     /// Legs not sent (unexecutable drift); `epoch` holds the reason code.
     pub skips: LegColumns,
-}
-
-impl Batch {
-    fn sized(n: usize) -> Batch {
-        Batch { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n], ..Batch::default() }
-    }
 }
 
 /// One worker's reusable memory.
@@ -211,13 +201,13 @@ pub fn tick(
 ) -> Result<Batch> {
     check_state(book, &state)?;
     let quotes = quotes(book, markets, prices)?;
-    let mut batch = Batch::sized(book.len());
+    let mut batch = Batch { portfolios: Scanned::sized(book.len()), ..Batch::default() };
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let parts: Vec<(LegColumns, LegColumns)> = (
-        batch.value.par_chunks_mut(CHUNK),
-        batch.max_deviation.par_chunks_mut(CHUNK),
-        batch.max_relative_deviation.par_chunks_mut(CHUNK),
-        batch.status.par_chunks_mut(CHUNK),
+        batch.portfolios.value.par_chunks_mut(CHUNK),
+        batch.portfolios.max_deviation.par_chunks_mut(CHUNK),
+        batch.portfolios.max_relative_deviation.par_chunks_mut(CHUNK),
+        batch.portfolios.status.par_chunks_mut(CHUNK),
         last_rebalance_ms.par_chunks_mut(CHUNK),
         next_check_ms.par_chunks_mut(CHUNK),
         locked.par_chunks_mut(CHUNK),
@@ -252,6 +242,12 @@ pub struct Scanned {
     pub status: Vec<u8>,
 }
 
+impl Scanned {
+    fn sized(n: usize) -> Scanned {
+        Scanned { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n] }
+    }
+}
+
 /// Values every portfolio and checks its trigger, cooldown and lock,
 /// planning nothing and changing nothing: the first half of a tick, so a
 /// host can decide between the halves (an exit, new money) what [`plan`] does.
@@ -259,8 +255,7 @@ pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices:
     let n = book.len();
     check_lengths(n, &[state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len()])?;
     quotes(book, markets, prices)?; // refuses a bad price of a held asset
-    let Batch { value, max_deviation, max_relative_deviation, status, .. } = Batch::sized(n);
-    let mut out = Scanned { value, max_deviation, max_relative_deviation, status };
+    let mut out = Scanned::sized(n);
     (
         out.value.par_chunks_mut(CHUNK),
         out.max_deviation.par_chunks_mut(CHUNK),

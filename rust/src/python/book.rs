@@ -147,7 +147,7 @@ pub fn tick<'py>(
     let mut cells = StateColumns::borrow(py, columns)?;
     let state = cells.state(py)?;
     let batch = py.detach(|| guarded(|| batch::tick(&book, state, &markets, prices, now_ms, commit)))?.or_raise(py)?;
-    let out = per_portfolio(py, batch.value, batch.max_deviation, batch.max_relative_deviation, batch.status)?;
+    let out = per_portfolio(py, batch.portfolios)?;
     out.set_item("orders", legs(py, batch.orders)?)?;
     out.set_item("skipped", legs(py, batch.skips)?)?;
     Ok(out)
@@ -176,7 +176,7 @@ pub fn scan<'py>(
         locked: slice(py, &locked, "locked")?,
     };
     let found = py.detach(|| guarded(|| batch::scan(&book, state, &markets, prices, now_ms)))?.or_raise(py)?;
-    per_portfolio(py, found.value, found.max_deviation, found.max_relative_deviation, found.status)
+    per_portfolio(py, found)
 }
 
 /// The second half of a tick (see `batch::plan`): carries out each
@@ -245,12 +245,12 @@ fn not_writable(py: Python<'_>, name: &str) -> PyErr {
 }
 
 /// The per-portfolio columns of a tick or a scan, as a dict of numpy arrays.
-fn per_portfolio(py: Python<'_>, value: Vec<f64>, deviation: Vec<f64>, relative: Vec<f64>, status: Vec<u8>) -> PyResult<Bound<'_, PyDict>> {
+fn per_portfolio(py: Python<'_>, found: batch::Scanned) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
-    out.set_item("value", PyArray1::from_vec(py, value))?;
-    out.set_item("max_deviation", PyArray1::from_vec(py, deviation))?;
-    out.set_item("max_relative_deviation", PyArray1::from_vec(py, relative))?;
-    out.set_item("status", PyArray1::from_vec(py, status))?;
+    out.set_item("value", PyArray1::from_vec(py, found.value))?;
+    out.set_item("max_deviation", PyArray1::from_vec(py, found.max_deviation))?;
+    out.set_item("max_relative_deviation", PyArray1::from_vec(py, found.max_relative_deviation))?;
+    out.set_item("status", PyArray1::from_vec(py, found.status))?;
     Ok(out)
 }
 
