@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from rebal import config as cfg
@@ -176,11 +177,25 @@ def _order_rows(engine: Any, rows: np.ndarray) -> list[tuple[Any, ...]]:
 
 
 def save_arrays(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **kwds as bool
-    return buffer.getvalue()
+    """Named arrays as one msgpack map of (dtype, shape, raw bytes): a copy
+    of each array's memory and no more, so a one-portfolio bot can save
+    after every order (np.savez's zip costs ~100 µs per array)."""
+    packed = {name: (a.dtype.str, list(a.shape), np.ascontiguousarray(a).tobytes()) for name, a in arrays.items()}
+    return _ARRAYS + msgspec.msgpack.encode(packed)
 
 
 def load_arrays(blob: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    if not blob.startswith(_ARRAYS):  # a checkpoint written before the format above: .npz
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    packed = msgspec.msgpack.decode(blob[len(_ARRAYS) :], type=dict[str, tuple[str, list[int], bytes]])
+    out = {}
+    for name, (dtype, shape, raw) in packed.items():
+        kind = np.dtype(dtype)
+        if kind.hasobject:
+            raise ValueError(f"checkpoint array {name!r} has an object dtype")
+        out[name] = np.frombuffer(raw, dtype=kind).reshape(shape).copy()  # writable, like np.load's
+    return out
+
+
+_ARRAYS = b"rebal-arrays-1\n"
