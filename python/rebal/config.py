@@ -421,6 +421,8 @@ def _decimals(amount: Decimal) -> int:
 
 
 def _check_amount(amount: Decimal, field: str, *, minimum: Decimal | None = None, maximum: Decimal | None = None) -> None:
+    if not isinstance(amount, Decimal):  # a Struct built in code rather than decoded
+        raise ConfigError(f"{field}: must be a Decimal, e.g. Decimal('1000') (got {type(amount).__name__} {amount!r})", field=field, value=amount)
     if not (amount.is_finite() and amount > 0):
         raise ConfigError(f"{field}: must be a finite amount > 0 (got {amount})", field=field, value=amount)
     if amount >= _LARGEST or _decimals(amount) > 18:
