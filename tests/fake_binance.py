@@ -445,6 +445,10 @@ class FakeBinance:
         #: (authenticated, not swallowed by a transport fault), accepted or
         #: rejected, duplicates kept, in arrival order.
         self.submissions: list[str] = []
+        #: Client ids submitted again after the fake had accepted an order
+        #: with that id (whatever became of either): orders sent twice.
+        self.resubmitted: list[str] = []
+        self._accepted: set[str] = set()
         #: (client id, filter name) of every -1013 filter failure.
         self.filter_rejections: list[tuple[str, str]] = []
         #: (client id, code, msg) of every rejected order request (filters included).
@@ -589,12 +593,12 @@ class FakeBinance:
             self._credit(asset, value)
 
     def sent_twice(self) -> int:
-        """How many client order ids reached the matcher more than once."""
+        """How many client order ids reached the matcher again after an
+        order with that id had been accepted: orders sent twice. A request
+        the exchange refused left no order behind, so sending it again after
+        asking for it (and hearing "no such order") is not a second order."""
         with self._lock:
-            seen: dict[str, int] = {}
-            for cid in self.submissions:
-                seen[cid] = seen.get(cid, 0) + 1
-            return sum(1 for n in seen.values() if n > 1)
+            return len(set(self.resubmitted))
 
     @property
     def orders(self) -> list[dict[str, Any]]:
@@ -969,8 +973,12 @@ class FakeBinance:
         cid = params.get("newClientOrderId") or f"web_{next(self._ids):022d}"  # Binance makes one up
         # From here on the request counts as submitted, accepted or not.
         self.submissions.append(cid)
+        if cid in self._accepted:
+            self.resubmitted.append(cid)
         try:
-            return self._place(params, cid, order_fault)
+            order = self._place(params, cid, order_fault)
+            self._accepted.add(cid)
+            return order
         except ApiError as error:
             self.rejections.append((cid, error.code, error.msg))
             if error.code == -1013 and error.msg.startswith("Filter failure: "):

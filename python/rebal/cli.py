@@ -103,7 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rebal.backtest.cli import add_commands, backtest_command, sweep_command
 
     add_commands(commands)
+    from rebal.bot.cli import add_command as add_run, run_command
+
+    add_run(commands)
     args = parser.parse_args(argv)
+
+    if args.command == "run":
+        return run_command(args)
 
     if args.command == "simulate":
         return _simulate(args)

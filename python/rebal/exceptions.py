@@ -15,6 +15,11 @@ __all__ = [
     "MarketError",
     "FillError",
     "InsufficientFunds",
+    "CredentialsError",
+    "VenueError",
+    "VenueUnavailable",
+    "OrderRefused",
+    "VenueAuthError",
 ]
 
 
@@ -54,3 +59,34 @@ class FillError(InvalidInput):
 
 class InsufficientFunds(RebalError):
     """The user's spot balance does not cover a withdrawal the host was asked for."""
+
+
+class CredentialsError(InvalidInput):
+    """API keys that cannot be used: missing, or in a file others can read.
+    The message names where they were looked for, never the keys."""
+
+
+class VenueError(RebalError):
+    """An exchange answered in a way the bot could not use; raised from the
+    ccxt exception (`raise ... from e`), with secrets removed from the text."""
+
+
+class VenueUnavailable(VenueError):
+    """The exchange stayed unreachable (network, timeout, rate limit, 5xx)
+    through every retry. Orders whose fate is unknown stay open and are
+    looked up by client id before anything is sent again."""
+
+
+class OrderRefused(VenueError):
+    """The exchange refused an order for good (insufficient funds, invalid
+    order, bad symbol): recorded, and the portfolio re-plans at the next tick.
+    `reason` is a short code: "insufficient_funds", "invalid_order",
+    "bad_symbol" or "exchange_error"."""
+
+    def __init__(self, message: str, *, reason: str, field: str | None = None, value: object = None) -> None:
+        super().__init__(message, field=field, value=value)
+        self.reason = reason
+
+
+class VenueAuthError(VenueError):
+    """The exchange refused the API keys or their permissions: the bot stops."""
