@@ -111,6 +111,7 @@ import ccxt
 #: they hit the next request to any endpoint.
 TRANSPORT_FAULTS = (
     "timeout_before_execute",  # hold the response past the client's timeout; never execute
+    "arrive_late",  # the request reaches the matcher `hold_ms` late (the client has given up): executed then if still within its recvWindow
     "http_429",  # 429 {"code": -1003, ...} with Retry-After; not executed
     "http_5xx",  # 502/503 with an HTML body, as a gateway would; not executed
 )
@@ -740,6 +741,12 @@ class FakeBinance:
             record(None, transport)
             self._hold()
             handler.close_connection = True  # the client gave up; nothing was executed
+            return
+        if transport == "arrive_late":
+            self._hold()  # on its way while the client times out, looks the order up, maybe resends
+            status, payload, headers = self._dispatch(method, path, query, body, api_key, [])
+            record(status, transport)
+            handler.close_connection = True  # nobody is listening any more
             return
         if transport == "http_429":
             record(429, transport)

@@ -11,12 +11,14 @@ and the strategy state consistent.
 from __future__ import annotations
 
 import logging
+import time
 import os
 import stat
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -39,6 +41,9 @@ KEY, SECRET = "test-key-7f3a9c1e", "test-secret-4b8d2e6f0a"
 ASSETS = ["BTC", "ETH", "ADA", "XRP"]
 DAY_MS = 86_400_000
 NO_WAIT = Retry(attempts=4, base_s=0.001, max_s=0.001)
+RECV_WINDOW_MS = 500
+"""The fake refuses a signed request older than this (as Binance does), so an
+order not found 0.6 s after it was sent can no longer arrive."""
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +76,13 @@ class Clock:
         return self.now
 
 
+def venue_for(fake: FakeBinance, timeout_ms: int = 2000, **client: object) -> CcxtVenue:
+    exchange = fake.client(timeout_ms=timeout_ms, options={"recvWindow": RECV_WINDOW_MS}, **client)
+    return CcxtVenue(exchange, retry=NO_WAIT, secrets=(KEY, SECRET), arrival_window_s=RECV_WINDOW_MS / 1000 + 0.1)
+
+
 def open_bot(fake: FakeBinance, tmp_path: Path, clock: Clock, *, threshold: float = 1.0, timeout_ms: int = 2000, venue: CcxtVenue | None = None) -> Bot:
-    venue = venue or CcxtVenue(fake.client(timeout_ms=timeout_ms), retry=NO_WAIT, sleep=lambda s: None, secrets=(KEY, SECRET))
-    return Bot.open(venue, config(threshold), tmp_path / "bot.sqlite", clock=clock)
+    return Bot.open(venue or venue_for(fake, timeout_ms), config(threshold), tmp_path / "bot.sqlite", clock=clock)
 
 
 def assert_account_matches(fake: FakeBinance, bot: Bot) -> None:
@@ -99,7 +108,10 @@ def test_two_hundred_rebalances_with_faults_never_send_twice(fake: FakeBinance, 
     caplog.set_level(logging.DEBUG)
     clock = Clock(int(times[0]))
     bot = open_bot(fake, tmp_path, clock, timeout_ms=150)
-    rates = {"timeout_after_execute": 0.02, "timeout_before_execute": 0.01, "http_429": 0.04, "http_5xx": 0.04, "http_5xx_after_execute": 0.02, "partial": 0.1, "reject": 0.03}
+    rates = {
+        "timeout_after_execute": 0.02, "timeout_before_execute": 0.005, "arrive_late": 0.005, "http_429": 0.04,
+        "http_5xx": 0.02, "http_5xx_after_execute": 0.02, "partial": 0.1, "reject": 0.03,
+    }  # fmt: skip
     fake.set_fault_rates(rates)
     unavailable, k = 0, 0
     while bot.engine.accounting()["rebalances"][0] < 200:
@@ -244,7 +256,7 @@ def test_restart_reconciles_by_client_id(fake: FakeBinance, tmp_path: Path) -> N
     bot._settle = die  # type: ignore[method-assign]  # killed right after the exchange answered
     with pytest.raises(KeyboardInterrupt):
         bot.step()
-    bot.store.close()
+    bot.close()
     clock.now += 1000
     again = open_bot(fake, tmp_path, clock)  # reconciles: the first order filled there, three never sent
     assert len(again.engine.orders.open_rows()) == 0
@@ -308,7 +320,7 @@ def test_an_account_without_the_investment_is_refused_then_funded_later(fake: Fa
     clock = Clock(1_700_000_000_000)
     venue = CcxtVenue(fake.client(), retry=NO_WAIT)
     with pytest.raises(rebal.InsufficientFunds):
-        Bot.open(venue, config(investment="20000"), tmp_path / "bot.sqlite", clock=clock)
+        Bot.open(venue, config(investment="20000"), tmp_path / "bot.sqlite", clock=clock)  # releases its locks
     fake.deposit("USDT", "10000")
     bot = Bot.open(venue, config(investment="20000"), tmp_path / "bot.sqlite", clock=clock)
     assert bot.stage == rebal.Stage.FUNDING
@@ -406,9 +418,7 @@ def test_redact_removes_keys_and_signatures() -> None:
 def test_secrets_never_in_logs_events_store_or_errors(fake: FakeBinance, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     clock = Clock(1_700_000_000_000)
-    exchange = fake.client(timeout_ms=200)
-    exchange.verbose = False
-    bot = open_bot(fake, tmp_path, clock, venue=CcxtVenue(exchange, retry=NO_WAIT, sleep=lambda s: None, secrets=(KEY, SECRET)))
+    bot = open_bot(fake, tmp_path, clock, venue=venue_for(fake, timeout_ms=200))
     fake.set_fault_rates({"http_5xx": 0.3, "http_429": 0.2, "timeout_after_execute": 0.1, "reject": 0.1})
     messages = []
     for _ in range(10):
@@ -433,7 +443,7 @@ def test_coins_taken_out_behind_the_bots_back_pause_it_until_covered(fake: FakeB
     bot.step()
     eth = bot.engine.book.portfolio(bot.portfolio_id)["holdings"]["ETH"]
     fake.deposit("ETH", -eth / 2)  # the user withdrew half the ETH on the exchange's website
-    bot.store.close()
+    bot.close()
     again = open_bot(fake, tmp_path, clock)
     assert again.engine.book.portfolio(again.portfolio_id)["active"] is False
     clock.now += 60_000
@@ -441,3 +451,139 @@ def test_coins_taken_out_behind_the_bots_back_pause_it_until_covered(fake: FakeB
     fake.deposit("ETH", eth / 2)
     assert again.check_account() == {}
     assert again.engine.book.portfolio(again.portfolio_id)["active"] is True
+
+
+# ---------------------------------------------------------------- the review's cases
+
+
+def test_a_request_still_on_its_way_is_waited_for_never_resent(fake: FakeBinance, tmp_path: Path) -> None:
+    """The first order's request reaches the exchange after the client gave
+    up on it (but within its recvWindow, so it executes): the bot waits out
+    the window before calling it lost, in `place` and in `reconcile` alike."""
+    fake.hold_ms = 350  # past the 150 ms timeout, inside the 500 ms recvWindow
+    bot = open_bot(fake, tmp_path, Clock(1_700_000_000_000), timeout_ms=150)
+    fake.inject("arrive_late", times=1, endpoint="POST /api/v3/order")
+    bot.step()
+    assert fake.sent_twice() == 0 and len(fake.orders) == 4
+    assert_account_matches(fake, bot)
+
+    # Again, but the process gives up at once (one attempt) and the next step reconciles straight away.
+    clock = Clock(1_700_000_000_000)
+    fresh = FakeBinance(shared("markets", "ccxt_binance_static.json"), api_key=KEY, secret=SECRET, balances={"USDT": "10000"}, prices={f"{a}/USDT": p for a, p in zip(ASSETS, ("50000", "3000", "0.5", "0.6"))}, hold_ms=350)
+    with fresh:
+        venue = venue_for(fresh, timeout_ms=150)
+        venue.retry = Retry(attempts=1)
+        bot2 = Bot.open(venue, config(), tmp_path / "second.sqlite", clock=clock)
+        fresh.inject("arrive_late", times=1, endpoint="POST /api/v3/order")
+        with pytest.raises(VenueUnavailable):
+            bot2.step()
+        clock.now += 1
+        bot2.step()  # within the window: the order in doubt is left alone (the three never sent are dropped)
+        assert len(bot2.engine.orders.open_rows()) == 1
+        time.sleep(0.7)
+        clock.now += 1
+        bot2.step()  # found (it arrived and filled); the three unsent ones are dropped and re-planned
+        clock.now += 1
+        bot2.step()
+        assert fresh.sent_twice() == 0
+        assert_account_matches(fresh, bot2)
+
+
+def test_one_bot_per_state_file_and_per_account(fake: FakeBinance, tmp_path: Path) -> None:
+    clock = Clock(1_700_000_000_000)
+    os.environ["XDG_STATE_HOME"] = str(tmp_path / "xdg")
+    try:
+        first = Bot.open(venue_for(fake), config(), tmp_path / "a.sqlite", clock=clock, account="binance:key-1")
+        with pytest.raises(rebal.ConfigError, match="another bot is running on .*a.sqlite"):
+            Bot.open(venue_for(fake), config(), tmp_path / "a.sqlite", clock=clock)
+        with pytest.raises(rebal.ConfigError, match="another bot is running on this exchange account"):
+            Bot.open(venue_for(fake), config(), tmp_path / "b.sqlite", clock=clock, account="binance:key-1")
+        first.close()
+        Bot.open(venue_for(fake), config(), tmp_path / "a.sqlite", clock=clock, account="binance:key-1").close()
+    finally:
+        del os.environ["XDG_STATE_HOME"]
+
+
+def test_an_exit_through_an_outage_sells_once_the_exchange_is_back(fake: FakeBinance, tmp_path: Path) -> None:
+    clock = Clock(1_700_000_000_000)
+    bot = open_bot(fake, tmp_path, clock)
+    bot.step()
+    bot.terminate("sell")
+    fake.set_fault_rates({"http_5xx": 1.0}, endpoint="POST /api/v3/order")  # the order endpoint is down
+    for _ in range(2 * rebal.engine_state.EXIT_ATTEMPTS):
+        time.sleep(RECV_WINDOW_MS / 1000 + 0.15)  # each round's orders are known lost before the next
+        clock.now += 60_000
+        with pytest.raises(VenueUnavailable):
+            bot.step()
+    exits = bot.store.db.execute("SELECT client_order_id FROM orders WHERE purpose = ?", (rebal.Purpose.EXIT,)).fetchall()
+    assert len({cid.split("-")[1] for (cid,) in exits}) > rebal.engine_state.EXIT_ATTEMPTS  # rounds
+    assert not bot.finished  # orders that never reached the exchange are not the exchange refusing to sell
+    fake.clear_faults()
+    time.sleep(RECV_WINDOW_MS / 1000 + 0.15)
+    for _ in range(3):
+        clock.now += 60_000
+        bot.step()
+    assert bot.finished
+    assert fake.balances()["USDT"] > Decimal("9900")
+
+
+def test_try_again_answers_are_retried_and_other_errors_do_not_stop_the_bot(fake: FakeBinance, tmp_path: Path) -> None:
+    import ccxt
+
+    venue = venue_for(fake)
+    real = venue.exchange.fetch_tickers
+    failures = [ccxt.OperationFailed("binance {\"code\":-1001,\"msg\":\"Internal error; unable to process your request. Please try again.\"}")]
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    venue.exchange.fetch_tickers = flaky
+    bot = Bot.open(venue, config(), tmp_path / "bot.sqlite", clock=Clock(1_700_000_000_000))
+    assert bot.step().sent == 4  # the -1001 was retried
+    failures.append(ccxt.ExchangeError("binance {\"code\":-1013,\"msg\":\"Market is closed.\"}"))
+    with pytest.raises(rebal.RebalError):  # a plain VenueError / OrderRefused: `rebal run` logs it and goes on
+        bot.step()
+    bot.step()
+
+
+def test_the_quote_of_a_state_file_cannot_change(fake: FakeBinance, tmp_path: Path) -> None:
+    bot = open_bot(fake, tmp_path, Clock(1_700_000_000_000))
+    bot.close()
+    usdc = msgspec.structs.replace(config(), quote="USDC")
+    with pytest.raises(rebal.ConfigError, match="holds a USDT portfolio, not USDC"):
+        Bot.open(venue_for(fake), usdc, tmp_path / "bot.sqlite", clock=Clock(0))
+
+
+def test_an_edited_config_waits_for_the_orders_and_a_refused_edit_keeps_the_old(fake: FakeBinance, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock(1_700_000_000_000)
+    bot = open_bot(fake, tmp_path, clock)
+    bot.step()
+    bot.close()
+    wider = msgspec.structs.replace(config(), trigger=ThresholdTrigger(3.0))
+    bot = Bot.open(venue_for(fake), wider, tmp_path / "bot.sqlite", clock=clock)
+    clock.now += 60_000
+    bot.step()
+    assert bot.engine.configs[bot.portfolio_id].trigger == ThresholdTrigger(3.0)
+    bot.close()
+    dropped = msgspec.structs.replace(config(), assets={"BTC": 50, "ETH": 50})  # ADA and XRP are still held
+    bot = Bot.open(venue_for(fake), dropped, tmp_path / "bot.sqlite", clock=clock)
+    clock.now += 60_000
+    bot.step()
+    assert "the edited config is not applied" in caplog.text
+    assert set(bot.engine.configs[bot.portfolio_id].assets) == set(ASSETS)
+
+
+def test_ccxt_does_not_change_the_host_processs_decimal_context(fake: FakeBinance, tmp_path: Path) -> None:
+    """ccxt's decimal_to_precision sets the rounding (HALF_UP) and traps of
+    the context it finds; the venue gives it a copy, so the host's own
+    Decimal arithmetic (and rebal's) is unchanged by a step."""
+    import decimal
+
+    before = decimal.getcontext().copy()
+    bot = open_bot(fake, tmp_path, Clock(1_700_000_000_000))
+    bot.step()
+    after = decimal.getcontext()
+    assert (after.rounding, after.prec, dict(after.traps)) == (before.rounding, before.prec, dict(before.traps))
+    assert_account_matches(fake, bot)

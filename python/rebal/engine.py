@@ -420,6 +420,8 @@ class Engine:
             return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
 
         state = part("state")
+        if "round_refused" not in state:  # a snapshot from before the column: short rounds were refusals
+            state["round_refused"] = state["round_short"].copy()
         saved_width = state["hold_asset"].shape[1]
         if saved_width < engine._width:
             pad = engine._width - saved_width
@@ -666,6 +668,7 @@ class Engine:
         s["round_open"][slots] = counts
         s["round_filled"][slots] = False
         s["round_short"][slots] = False
+        s["round_refused"][slots] = False
         s["round_purpose"][slots] = batch.purpose[first]
         self.orders.append(
             {
@@ -700,7 +703,7 @@ class Engine:
         s["rebalances"][rebalanced] += 1
         self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
         book._portfolios["last_rebalance_ms"][slots[rebalance & (short | ~filled)]] = NEVER
-        s["exit_refusals"][slots[(purpose == Purpose.EXIT) & short]] += 1
+        s["exit_refusals"][slots[(purpose == Purpose.EXIT) & s["round_refused"][slots]]] += 1
         invest = purpose == Purpose.INVEST
         live = (s["stage"][slots] == Stage.FUNDING) | (s["stage"][slots] == Stage.ACTIVE)
         s["pending_invest"][slots[invest & short & live]] = True

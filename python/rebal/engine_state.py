@@ -46,7 +46,8 @@ def state_columns(width: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
         "round_purpose": (np.uint8, ()),
         "round_open": (np.int32, ()),
         "round_filled": (np.bool_, ()),
-        "round_short": (np.bool_, ()),  # an order of the round was rejected or cancelled
+        "round_short": (np.bool_, ()),  # an order of the round was rejected, cancelled or not sent
+        "round_refused": (np.bool_, ()),  # ... by the venue (rejected or cancelled there)
         "exit_refusals": (np.uint8, ()),  # exit rounds the venue cut short
         "net_invested": (np.int64, (2,)),  # exact: initial + auto-invest
         "net_invested_float": (np.float64, ()),

@@ -18,8 +18,10 @@ __all__ = ["ATOMS", "atoms", "positive", "cost", "from_words", "to_words", "bala
 
 ATOMS = 10**18
 _LOW = (1 << 64) - 1
-# Wide enough for any i128 amount times any price: no silent rounding.
-_WIDE = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Overflow])
+# Wide enough for any i128 amount times any price: no silent rounding. Code
+# that computes with Decimals outside this module runs in it too
+# (`decimal.localcontext(WIDE)`), whatever context the host process has.
+WIDE = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Overflow])
 
 
 def _decimal(value: Any, field: str) -> Decimal:
@@ -34,8 +36,8 @@ def atoms(value: Any, field: str, *, positive: bool = False) -> int:
     d = _decimal(value, field)
     if not d.is_finite() or d < 0 or (positive and d == 0):
         raise FillError(f"{field}: must be {'> 0' if positive else '≥ 0'} (got {value})", field=field, value=str(value))
-    scaled = d.scaleb(18, context=_WIDE)
-    if scaled != scaled.to_integral_value(context=_WIDE) or scaled >= 2**127:
+    scaled = d.scaleb(18, context=WIDE)
+    if scaled != scaled.to_integral_value(context=WIDE) or scaled >= 2**127:
         raise FillError(f"{field}: finer than 1e-18 or too large (got {value})", field=field, value=str(value))
     return int(scaled)
 
@@ -50,7 +52,7 @@ def positive(value: Any, field: str) -> Decimal:
 def cost(amount_atoms: int, price: Decimal, *, up: bool) -> int:
     """amount × price in atoms, rounded against the user by less than one
     atom (a buy costs the larger neighbour, a sell yields the smaller)."""
-    exact = _WIDE.multiply(Decimal(amount_atoms), price)
+    exact = WIDE.multiply(Decimal(amount_atoms), price)
     whole = int(exact)  # toward zero: both are positive
     return whole + 1 if up and exact != whole else whole
 
@@ -107,4 +109,4 @@ def int_of(word_pair: npt.NDArray[np.int64]) -> int:
 
 
 def decimal_of(value: int) -> Decimal:
-    return Decimal(value).scaleb(-18, context=_WIDE)
+    return Decimal(value).scaleb(-18, context=WIDE)

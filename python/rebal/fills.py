@@ -200,12 +200,14 @@ def apply_rejects(engine: Engine, rejects: Sequence[Reject], now_ms: int) -> Non
         return
     t, s = engine.orders, engine.state
     index = np.array(rows, np.int64)
-    cancelled = np.array([r.kind == "cancelled" for r in rejects], bool)
+    cancelled = np.array([r.kind != "rejected" for r in rejects], bool)
+    unsent = np.array([r.kind == "unsent" for r in rejects], bool)
     t.close_many(index[~cancelled], OrderStatus.REJECTED)
     t.close_many(index[cancelled], OrderStatus.CANCELLED)
     slots = engine.book.slots(t["portfolio_id"][index])
     np.subtract.at(s["round_open"], slots, 1)
     s["round_short"][slots] = True
+    s["round_refused"][slots[~unsent]] = True
     why = np.where(cancelled, Reason.CANCELLED, Reason.REJECTED).astype(np.uint8)
     engine._events.add(EventKind.ORDER_REJECTED, t["portfolio_id"][index], now_ms, value=t["leg"][index].astype(np.float64), reason=why)
     engine._settle(slots, now_ms)

@@ -38,11 +38,15 @@ class Fill(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Reject(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """An order the venue refused or cancelled; what it filled before stays."""
+    """An order the venue refused or cancelled; what it filled before stays.
+
+    `kind` "unsent": the host never sent it, or it never reached the venue
+    (an outage): re-planned like the others, but not counted as the venue
+    refusing to sell when an exit gives up after `EXIT_ATTEMPTS` rounds."""
 
     client_order_id: str
     reason: str = ""
-    kind: Literal["rejected", "cancelled"] = "rejected"
+    kind: Literal["rejected", "cancelled", "unsent"] = "rejected"
 
 
 class OrderStatus(enum.IntEnum):

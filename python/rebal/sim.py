@@ -20,7 +20,7 @@ import hashlib
 import sqlite3
 import sys
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +251,7 @@ def _match(cid: str, side: int, amount: Decimal, price: float) -> str:
         return "reject"
     p = Decimal(repr(float(price)))
     if h % 5 == 0 and amount > 0:  # two partial fills
-        first = (amount / 3).quantize(Decimal(1).scaleb(amount.as_tuple().exponent))  # type: ignore[arg-type]
+        first = (amount / 3).quantize(Decimal(1).scaleb(amount.as_tuple().exponent), rounding=ROUND_HALF_EVEN)  # type: ignore[arg-type]
         if 0 < first < amount:
             return f"{first}@{p},{amount - first}@{p}"
     return f"{amount}@{p}"
@@ -266,7 +266,7 @@ def _outcomes(results: dict[str, str]) -> tuple[list[Fill], list[Reject]]:
         for part in result.split(","):
             amount, price = (Decimal(x) for x in part.split("@"))
             cost = amount * price
-            fee = (cost * FEE).quantize(Decimal("1e-8"))
+            fee = (cost * FEE).quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN)
             fills.append(Fill(cid, amount, price, fee=fee, fee_asset="USDT", cost=cost))
     return fills, rejects
 

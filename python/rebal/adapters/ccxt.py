@@ -25,6 +25,7 @@ decimal the exchange sent for any value of up to 15 significant digits.
 from __future__ import annotations
 
 import asyncio
+import decimal
 import inspect
 import logging
 import random
@@ -37,6 +38,7 @@ import ccxt
 import msgspec
 
 from rebal.bot.credentials import keep_out_of_logs, redact
+from rebal.exact import WIDE
 from rebal.exceptions import MarketError, OrderRefused, PriceError, VenueAuthError, VenueError, VenueUnavailable
 from rebal.market import Market
 from rebal.adapters.venue import OrderRequest, OrderState
@@ -46,16 +48,19 @@ __all__ = ["CcxtVenue", "OrderRequest", "OrderState", "Retry"]
 
 log = logging.getLogger("rebal.venue")
 
-# What may succeed if asked again, and what never will. ccxt's NetworkError
-# covers RequestTimeout, ExchangeNotAvailable (5xx, maintenance),
-# DDoSProtection / RateLimitExceeded (429) and InvalidNonce (clock skew).
-_RETRYABLE: tuple[type[BaseException], ...] = (ccxt.NetworkError,)
+# What may succeed if asked again, and what never will. ccxt's
+# OperationFailed covers NetworkError (RequestTimeout, ExchangeNotAvailable
+# for 5xx and maintenance, DDoSProtection / RateLimitExceeded for 429,
+# InvalidNonce for clock skew) and the exchange's own "try again" and
+# "execution status unknown" codes (Binance -1000, -1001, -1006, -1008).
+_RETRYABLE: tuple[type[BaseException], ...] = (ccxt.OperationFailed, ccxt.BadResponse, ccxt.NullResponse)
 _REFUSALS: tuple[tuple[type[BaseException], str], ...] = (
     (ccxt.InsufficientFunds, "insufficient_funds"),
     (ccxt.BadSymbol, "bad_symbol"),
     (ccxt.InvalidOrder, "invalid_order"),
     (ccxt.BadRequest, "invalid_order"),
 )
+_REFUSED_BY_LIMITER = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
 _AUTH: tuple[type[BaseException], ...] = (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended)
 
 
@@ -84,8 +89,14 @@ class CcxtVenue:
         sleep: Callable[[float], None] = time.sleep,
         secrets: Sequence[str] = (),
         seed: int | None = None,
+        arrival_window_s: float | None = None,
     ) -> None:
-        """`secrets`: strings never to repeat in a message (the keys)."""
+        """`secrets`: strings never to repeat in a message (the keys).
+        `arrival_window_s`: how long after it was sent a request may still
+        reach the exchange and execute; an order not found sooner is in
+        doubt, not lost. Default: the exchange's `recvWindow` (Binance
+        refuses a signed request older than that) plus 1 s of clock skew,
+        else 15 s."""
         self.exchange = exchange
         self.retry = retry or Retry()
         self.sleep = sleep
@@ -93,6 +104,10 @@ class CcxtVenue:
         keep_out_of_logs(self.secrets)
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
+        recv_window = (getattr(exchange, "options", None) or {}).get("recvWindow")
+        if arrival_window_s is None:
+            arrival_window_s = float(recv_window) / 1000 + 1.0 if isinstance(recv_window, (int, float)) else 15.0
+        self.arrival_window_s = arrival_window_s
         self.calls = 0
         """Requests made (each attempt counts)."""
 
@@ -141,26 +156,36 @@ class CcxtVenue:
 
     # ------------------------------------------------------------------ orders
 
-    def place(self, order: OrderRequest, market: Market) -> OrderState:
-        """Sends `order` once. After a retryable failure its fate is looked up
-        by client id: found, it is what the exchange did; not found, it is
-        sent again, at most `retry.attempts` times in all. Raises
-        `OrderRefused` (refused for good) or `VenueUnavailable` (the order's
-        fate unknown: look it up later, never resend blindly)."""
+    def place(self, order: OrderRequest, market: Market, *, before_send: Callable[[str], None] | None = None) -> OrderState:
+        """Sends `order`. After a retryable failure its fate is looked up by
+        client id: found, it is what the exchange did; not found once the
+        arrival window has passed since it went out, it never arrived and is
+        sent again, at most `retry.attempts` times in all. `before_send(cid)`
+        runs before each time it goes out (the bot saves when: after a crash
+        an order in doubt is waited for, not forgotten). Raises
+        `OrderRefused` (refused for good) or `VenueUnavailable` (its fate
+        unknown: look it up later, never resend blindly)."""
         params: dict[str, Any] = {"clientOrderId": order.client_order_id}
         if order.time_in_force:
             params["timeInForce"] = order.time_in_force
         price = None if order.price is None else str(order.price)
         last: BaseException | None = None
+        sent_at: float | None = None
         for attempt in range(self.retry.attempts):
             if attempt:
                 self._wait(attempt - 1, f"create_order {order.client_order_id}", last)
-                found = self.lookup(order.client_order_id, market)
+                # A 429 is the exchange itself refusing the request: nothing of it is still on its way.
+                in_flight = None if isinstance(last, _REFUSED_BY_LIMITER) else sent_at
+                found = self._lookup_after(order.client_order_id, market, in_flight)
                 if found is not None:
                     return found
+            if before_send is not None:
+                before_send(order.client_order_id)
+            sent_at = time.monotonic()
             try:
                 self.calls += 1
-                raw = self._run(self.exchange.create_order(order.symbol, order.type, order.side, str(order.amount), price, params))
+                with decimal.localcontext(WIDE):  # ccxt sets the context's rounding and traps: on a copy
+                    raw = self._run(self.exchange.create_order(order.symbol, order.type, order.side, str(order.amount), price, params))
             except _RETRYABLE as e:
                 last = e
                 continue
@@ -168,6 +193,17 @@ class CcxtVenue:
                 raise self._translate(e, f"create_order {order.client_order_id}") from e
             return self._state(raw, order.client_order_id, market)
         raise self._unavailable(f"create_order {order.client_order_id}", last)
+
+    def _lookup_after(self, client_order_id: str, market: Market, sent_at: float | None) -> OrderState | None:
+        """`lookup`, but "not found" only counts once a request sent at
+        `sent_at` can no longer arrive: until then it may be on its way."""
+        found = self.lookup(client_order_id, market)
+        if found is None and sent_at is not None:
+            still = self.arrival_window_s - (time.monotonic() - sent_at)
+            if still > 0:
+                self.sleep(still)
+                found = self.lookup(client_order_id, market)
+        return found
 
     def lookup(self, client_order_id: str, market: Market) -> OrderState | None:
         """The order with this client id as the exchange has it, fills
@@ -209,7 +245,7 @@ class CcxtVenue:
         filled = _dec(raw.get("filled")) or Decimal(0)
         trades = list(raw.get("trades") or [])
         if filled and _total(trades) != filled and raw.get("id") is not None:
-            trades = list(self._call(f"fetch_order_trades {client_order_id}", lambda: self.exchange.fetch_order_trades(raw["id"], market.symbol)))
+            trades = list(self._call(f"fetch_order_trades {client_order_id}", lambda: self.exchange.fetch_order_trades(raw["id"], market.symbol, None, 1000)))
         if _total(trades) != filled:
             raise VenueError(
                 f"{self.name} order {client_order_id}: its trades add up to {_total(trades)}, not the {filled} filled",
@@ -237,7 +273,8 @@ class CcxtVenue:
                 self._wait(attempt - 1, what, last)
             try:
                 self.calls += 1
-                return self._run(fn())
+                with decimal.localcontext(WIDE):  # ccxt sets the context's rounding and traps: on a copy
+                    return self._run(fn())
             except _RETRYABLE as e:
                 last = e
             except BaseException as e:
@@ -249,7 +286,8 @@ class CcxtVenue:
         if inspect.isawaitable(result):
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
-            return self._loop.run_until_complete(result)
+            with decimal.localcontext(WIDE):
+                return self._loop.run_until_complete(result)
         return result
 
     def _wait(self, attempt: int, what: str, error: BaseException | None) -> None:
@@ -309,8 +347,8 @@ def _fills(client_order_id: str, market: Market, trades: Sequence[Mapping[str, A
 def _cost(amount: Decimal, price: Decimal, given: Decimal | None) -> Decimal:
     """The exact product when the exchange's cost is it up to float noise;
     the exchange's own figure when it differs (it rounded on its side)."""
-    exact = amount * price
-    if given is None or abs(given - exact) <= exact * Decimal("1e-12"):
+    exact = WIDE.multiply(amount, price)
+    if given is None or abs(given - exact) <= WIDE.multiply(exact, Decimal("1e-12")):
         return exact
     return given
 

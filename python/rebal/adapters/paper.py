@@ -19,6 +19,9 @@ import ccxt
 
 __all__ = ["PaperExchange"]
 
+KEEP_ORDERS = 200
+"""Paper orders kept in the saved state: far more than one step sends."""
+
 
 class PaperExchange:
     """A simulated account on a real exchange's prices."""
@@ -31,7 +34,9 @@ class PaperExchange:
         self.orders: dict[str, dict[str, Any]] = dict(state["orders"]) if state else {}
 
     def state(self) -> dict[str, Any]:
-        return {"balances": {a: str(v) for a, v in self.balance.items()}, "orders": self.orders}
+        """Balances and the latest orders (enough for the bot's lookups after a restart)."""
+        recent = dict(list(self.orders.items())[-KEEP_ORDERS:])
+        return {"balances": {a: str(v) for a, v in self.balance.items()}, "orders": recent}
 
     # Public data: the real exchange's.
     def load_markets(self, reload: bool = False) -> Any:

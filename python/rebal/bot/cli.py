@@ -9,6 +9,7 @@ kept in the state file.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -62,7 +63,8 @@ def run_command(args: argparse.Namespace) -> int:
         exchange = make_exchange(args.exchange, credentials, api_url=args.api_url, timeout_ms=args.timeout_ms, rate_limit_ms=args.rate_limit_ms)
         paper = _paper(exchange, args, config, state) if args.paper else None
         venue = CcxtVenue(paper or exchange, secrets=credentials.secrets() if credentials else ())
-        bot = Bot.open(venue, config, state, slippage_bps=args.slippage_bps, extra=(lambda: {"paper": paper.state()}) if paper else None)
+        account = None if credentials is None else f"{args.exchange}:{hashlib.sha256(credentials.api_key.encode()).hexdigest()}"
+        bot = Bot.open(venue, config, state, slippage_bps=args.slippage_bps, extra=(lambda: {"paper": paper.state()}) if paper else None, account=account)
         if args.stop:
             bot.terminate(args.stop)
     except (RebalError, OSError, ValueError) as e:
@@ -78,6 +80,10 @@ def run_command(args: argparse.Namespace) -> int:
                 return 2
             except VenueUnavailable as e:
                 log.error("%s; the orders in doubt are looked up at the next step", e)
+                if args.once:
+                    return 3
+            except RebalError as e:  # an answer the bot could not use: logged, and the next step tries again
+                log.error("step failed: %s", e)
                 if args.once:
                     return 3
             else:
@@ -96,6 +102,9 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"rebal: stopped; the bot resumes from {state}", file=sys.stderr)
         return 130
+    finally:
+        bot.close()
+        venue.close()
 
 
 def make_exchange(

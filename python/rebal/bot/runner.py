@@ -4,7 +4,9 @@ Each `step` is one tick of the Engine against the venue:
 
 1. reconcile: every order still open in the Engine is looked up on the
    exchange by client id. Done there: its fills are applied (the unfilled
-   rest cancelled); unknown there: it never arrived and is cancelled here;
+   rest cancelled); unknown there once it can no longer arrive (the
+   venue's arrival window after it was sent): it never arrived, and the
+   portfolio re-plans;
 2. the tick: prices in, `Engine.on_tick`, the orders saved before any is sent;
 3. sells first (market orders), each applied as soon as the exchange answers;
 4. then buys, sized from what the sells actually brought in: limit IOC
@@ -22,13 +24,15 @@ step with `VenueUnavailable`; the orders in doubt stay open for step 1.
 
 from __future__ import annotations
 
+import decimal
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 import numpy as np
@@ -37,8 +41,10 @@ import numpy.typing as npt
 from rebal import config as cfg
 from rebal.adapters.venue import OrderRequest, OrderState, Venue
 from rebal.batch import SIDE_BUY, SIDE_SELL
+from rebal.bot.locks import account_lock_path, hold_lock, release
 from rebal.columns import decimals
 from rebal.engine import Engine, Stage
+from rebal.exact import WIDE
 from rebal.events import Events
 from rebal.exceptions import ConfigError, OrderRefused
 from rebal.market import Market
@@ -48,9 +54,24 @@ from rebal.store import Store
 __all__ = ["Bot", "StepReport", "AccountFunds"]
 
 log = logging.getLogger("rebal.bot")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 STALE_OPEN_MS = 60_000
 """An order the exchange still has open this long after it was sent is cancelled."""
+
+
+def _exact(method: Callable[P, R]) -> Callable[P, R]:
+    """Runs `method` in the wide decimal context: sums and products of
+    amounts are exact whatever context the host process set (ccxt, for
+    one, changes the rounding of the one it finds)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with decimal.localcontext(WIDE):
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class StepReport(msgspec.Struct):
@@ -116,6 +137,10 @@ class Bot:
         self.step_count = int(host.get("step", 0))
         self.events_seen: list[Events] = []
         self.last_prices: list[float] | None = None
+        self.new_config: cfg.StrategyConfig | None = None
+        """A config edited since the last run, waiting for no orders to be out."""
+        self.locks: list[int] = []
+        self._fee_in_portfolio = False
 
     # ------------------------------------------------------------------ opening
 
@@ -130,14 +155,42 @@ class Bot:
         clock: Callable[[], int] | None = None,
         limits: cfg.Limits | None = None,
         extra: Callable[[], dict[str, Any]] | None = None,
+        account: str | None = None,
     ) -> Bot:
         """The bot whose state is at `state` (a SQLite file), created and
         funded from the account's free quote balance on first use. A config
-        that changed since is applied with `Engine.modify`. `extra` gives
-        host state saved with every save (a paper account's)."""
+        that changed since is applied with `Engine.modify` once no orders
+        are out. `extra` gives host state saved with every save (a paper
+        account's). `account` names the exchange account (e.g. exchange and
+        a hash of the key): one bot per state file and per account, since
+        two would send the same orders or claim the same money."""
         clock = clock or _now_ms
+        locks = [hold_lock(Path(f"{state}.lock"), f"state: another bot is running on {state}")]
+        if account is not None:
+            locks.append(hold_lock(account_lock_path(account), "account: another bot is running on this exchange account"))
+        try:
+            with decimal.localcontext(WIDE):
+                return cls._open(venue, config, state, slippage_bps, clock, limits, extra, locks)
+        except BaseException:
+            release(locks)
+            raise
+
+    @classmethod
+    def _open(
+        cls,
+        venue: Venue,
+        config: cfg.StrategyConfig,
+        state: str | Path,
+        slippage_bps: float,
+        clock: Callable[[], int],
+        limits: cfg.Limits | None,
+        extra: Callable[[], dict[str, Any]] | None,
+        locks: list[int],
+    ) -> Bot:
         store = Store(state)
         host = store.host_state()
+        if host.get("quote") not in (None, config.quote):
+            raise ConfigError(f"quote: {state} holds a {host['quote']} portfolio, not {config.quote}; use another state file", field="quote", value=config.quote)
         assets = list(host.get("assets", []))
         assets += [a for a in config.assets if a not in assets]
         markets = venue.markets(config.quote, assets)
@@ -151,8 +204,9 @@ class Bot:
             engine = Engine(markets, limits=limits, funds=funds, first_id=secrets.randbits(40))
             funds.engine = engine
             pid = engine.create(planned, now)
-            host = {"portfolio_id": pid, "assets": assets, "exchange": venue.name, "step": 0}
+            host = {"portfolio_id": pid, "assets": assets, "quote": config.quote, "exchange": venue.name, "step": 0, "sent": {}}
             bot = cls(venue, engine, store, pid, assets, slippage_bps=slippage_bps, clock=clock, host=host, extra=extra)
+            bot.locks = locks
             bot._save()  # the portfolio exists before any money is claimed for it
             engine.fund([pid], now)
             bot._save()
@@ -162,20 +216,27 @@ class Bot:
             raise ConfigError(f"state: {state} belongs to a bot on {host.get('exchange')}, not {venue.name}", field="state", value=str(state))
         engine.update_markets(markets)
         pid = int(host["portfolio_id"])
-        bot = cls(venue, engine, store, pid, assets, slippage_bps=slippage_bps, clock=clock, host={**host, "assets": assets}, extra=extra)
+        host = {"sent": {}, "quote": config.quote, **host, "assets": assets}
+        bot = cls(venue, engine, store, pid, assets, slippage_bps=slippage_bps, clock=clock, host=host, extra=extra)
+        bot.locks = locks
+        if engine.configs.get(pid) not in (None, planned):
+            bot.new_config = planned  # applied by the next step with no orders out
         if engine.stage(pid) == Stage.CREATED:  # funding was refused last time: ask again
             engine.fund([pid], now)
             bot._save()
         bot.reconcile(now)
         bot.check_account(now)
-        if engine.configs.get(pid) not in (None, planned) and engine.stage(pid) in (Stage.CREATED, Stage.FUNDING, Stage.ACTIVE):
-            bot.reconcile(now)  # modify needs the orders settled
-            engine.modify(pid, planned, now)
-            bot._save()
         return bot
+
+    def close(self) -> None:
+        """Releases the state file and the account (the state is saved)."""
+        self.store.close()
+        release(self.locks)
+        self.locks = []
 
     # ------------------------------------------------------------------ running
 
+    @_exact
     def step(self) -> StepReport:
         """One tick: reconcile, plan, sells, then buys; saved after each."""
         now = self.clock()
@@ -183,6 +244,8 @@ class Bot:
         report.reconciled = self.reconcile(now)
         if len(self.engine.orders.open_rows()):  # still out on the exchange: wait for them
             return report
+        if self.new_config is not None:
+            self._apply_config(now)
         prices = self.venue.prices(self.engine.markets)
         self.last_prices = prices
         batch = self.engine.on_tick(now, prices)
@@ -190,10 +253,12 @@ class Bot:
         self._save()  # the orders are saved before any is sent
         if len(batch):
             self._send(report, now)
-        if any(r.endswith(":insufficient_funds") for r in report.refused):
+        if self._fee_in_portfolio or any(r.endswith(":insufficient_funds") for r in report.refused):
+            self._fee_in_portfolio = False
             self.check_account(now)
         return report
 
+    @_exact
     def check_account(self, now: int | None = None) -> dict[str, Decimal]:
         """Compares the account with the portfolio. Coins or cash taken out
         behind the bot's back would make every order fail: the portfolio is
@@ -218,6 +283,19 @@ class Bot:
             self._save()
         return short
 
+    def _apply_config(self, now: int) -> None:
+        config, self.new_config = self.new_config, None
+        if config is None or self.stage not in (Stage.CREATED, Stage.FUNDING, Stage.ACTIVE):
+            return
+        try:
+            self.engine.modify(self.portfolio_id, config, now)
+        except ConfigError as e:  # e.g. an asset dropped while still held: the old config stays
+            log.error("the edited config is not applied: %s", e)
+            return
+        log.info("the edited config is applied")
+        self._save()
+
+    @_exact
     def terminate(self, exit: str | None = None) -> None:
         """Ends the portfolio: the next steps sell out (or return the coins)."""
         now = self.clock()
@@ -235,6 +313,7 @@ class Bot:
         """Terminated: everything sold (or handed back); nothing more to do."""
         return self.stage == Stage.TERMINATED
 
+    @_exact
     def reconcile(self, now: int) -> int:
         """Settles the Engine's open orders with what the exchange knows of
         them, by client id; returns how many were settled."""
@@ -243,12 +322,16 @@ class Bot:
         if not len(rows):
             return 0
         settled = 0
+        sent = self.host.setdefault("sent", {})
         for cid, row in zip(t.client_order_ids(rows), rows.tolist()):
             market = self.engine.markets[int(t["asset"][row])]
             state = self.venue.lookup(cid, market)
+            if state is None and cid in sent and _wall_ms() - int(sent[cid]) < 1000 * self.venue.arrival_window_s:
+                continue  # sent moments ago: it may still be on its way
             if state is None:
-                log.info("order %s never reached %s: cancelled", cid, self.venue.name)
-                self.engine.on_rejects([Reject(cid, reason="never reached the exchange", kind="cancelled")], now)
+                log.info("order %s never reached %s: not sent", cid, self.venue.name)
+                sent.pop(cid, None)
+                self.engine.on_rejects([Reject(cid, reason="never reached the exchange", kind="unsent")], now)
             elif not state.final and now - int(t["time_ms"][row]) >= STALE_OPEN_MS:
                 state = self.venue.cancel(state, market)
                 if state is None or not state.final:
@@ -294,17 +377,18 @@ class Bot:
                 why = _breaks_rules(m, amount, limit)
                 if why:
                     report.skipped.append(f"{cids[k]}:{why}")
-                    e.on_rejects([Reject(cids[k], reason=f"not sent: {why} after the sells", kind="cancelled")], now)
+                    e.on_rejects([Reject(cids[k], reason=f"not sent: {why} after the sells", kind="unsent")], now)
                     continue
                 order = OrderRequest(cids[k], m.symbol, "buy", amount, "limit", limit, "IOC")
                 self._place(report, cids[k], int(rows[k]), order, m, now)
 
     def _place(self, report: StepReport, cid: str, row: int, order: OrderRequest, market: Market, now: int) -> None:
         try:
-            state = self.venue.place(order, market)
+            state = self.venue.place(order, market, before_send=self._sending)
         except OrderRefused as err:
             log.warning("order %s refused: %s", cid, err)
             report.refused.append(f"{cid}:{err.reason}")
+            self.host["sent"].pop(cid, None)
             self.engine.on_rejects([Reject(cid, reason=err.reason)], now)
             self._save()
             return
@@ -314,12 +398,25 @@ class Bot:
             report.filled += bool(state.filled)
             self._save()
 
+    def _sending(self, cid: str) -> None:
+        """Saved before an order goes out: after a crash, an order not found
+        on the exchange this soon after may still be on its way."""
+        self.host["sent"][cid] = _wall_ms()
+        self._save()
+
     def _settle(self, cid: str, row: int, state: OrderState, now: int) -> None:
         """A finished order into the Engine: its fills, then the unfilled rest cancelled."""
         if state.fills:
             self.engine.on_fills(list(state.fills), now)
+        self.host["sent"].pop(cid, None)
         for asset, fee in state.third_asset_fees:
-            log.info("order %s: fee %s %s paid outside the portfolio", cid, fee, asset)
+            if asset in self.assets or asset == self.engine.quote:
+                # The fee came out of a coin the portfolio holds, which the Engine cannot
+                # book on this market: the account check below pauses the portfolio.
+                log.error("order %s: fee %s %s charged in a portfolio asset; turn off paying fees with %s", cid, fee, asset, asset)
+                self._fee_in_portfolio = True
+            else:
+                log.info("order %s: fee %s %s paid outside the portfolio", cid, fee, asset)
         ordered = _amounts(self.engine.orders, np.array([row]))[0]
         if state.filled < ordered:
             why = f"{state.status}: filled {state.filled} of {ordered}"
@@ -376,4 +473,9 @@ def _amounts(t: Any, rows: npt.NDArray[np.int64]) -> list[Decimal]:
 
 
 def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _wall_ms() -> int:
+    """Real time, whatever clock the bot's ticks run on (tests replay history)."""
     return time.time_ns() // 1_000_000
