@@ -9,6 +9,7 @@
 //! is rounded up.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ethnum::U256;
 
@@ -36,7 +37,7 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
     if lengths.iter().any(|&len| len != n) {
         return Err(CoreError::config("fills", format!("{lengths:?}"), format!("one value per fill ({n} fills)")));
     }
-    let mut decimals: HashMap<u64, Fraction> = HashMap::new();
+    let mut decimals: IndexMap<u64, Fraction> = IndexMap::default();
     // Field names are built only for an error: most calls make none.
     let mut fraction_of = |x: f64, field: &dyn Fn() -> String| -> Result<Fraction> {
         if let Some(&f) = decimals.get(&x.to_bits()) {
@@ -53,8 +54,8 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
     let mut costs = Vec::with_capacity(2 * n);
     let mut fees = Vec::with_capacity(2 * n);
     // Balances after the whole call: (index, value), the latest per index wins.
-    let mut new_cash: HashMap<usize, i128> = HashMap::with_capacity(n);
-    let mut new_held: HashMap<usize, i128> = HashMap::with_capacity(n);
+    let mut new_cash: IndexMap<usize, i128> = IndexMap::with_capacity_and_hasher(n, Default::default());
+    let mut new_held: IndexMap<usize, i128> = IndexMap::with_capacity_and_hasher(n, Default::default());
     for k in 0..n {
         let field = || format!("fills[{k}]");
         let (slot, row) = (fills.slots[k], fills.rows[k]);
@@ -102,6 +103,31 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
         holdings[2 * row..2 * row + 2].copy_from_slice(&split(value));
     }
     Ok((costs, fees))
+}
+
+/// A map keyed by slots, rows and float bits: integers from this process, not
+/// from an adversary, so one multiply (the Fx hash) instead of SipHash; the
+/// maps are probed once or twice per fill, which SipHash made a third of it.
+type IndexMap<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
+
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
 }
 
 /// A decimal as num / den with den a power of ten, reduced (50000 is 50000/1,
