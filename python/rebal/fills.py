@@ -44,7 +44,8 @@ def apply_full_fills(
 ) -> None:
     """See `Engine.on_full_fills`: the orders at `rows` of the order table,
     each filled in full at its price, fee = rate × cost in the quote asset,
-    applied exactly in Rust (`_rebal.fill_in_full`); the bookkeeping around
+    applied exactly in Rust (`_rebal.fill_in_full`, which also refreshes the
+    float copies of the cash and amounts); the bookkeeping around
     it is numpy. Nothing per fill runs in Python. `rows` is a range of the
     order table (a batch's orders are appended together); `slots` are the
     orders' portfolios' slots (the batch's `portfolio`)."""
@@ -63,10 +64,8 @@ def apply_full_fills(
     holdings = book.column("start")[slots] + legs
     buy = t["side"][rows] == SIDE_BUY
     amount_words = np.ascontiguousarray(t["amount"][rows])
-    cost_words, fee_words = _rebal.fill_in_full(
-        book._portfolios["cash"], book._holdings["amount"], slots, holdings, buy, amount_words, prices, fee_rates
-    )
-    book.refresh_floats(slots, holdings)
+    p, h = book._portfolios, book._holdings
+    cost_words, fee_words = _rebal.fill_in_full(p["cash"], h["amount"], p["cash_float"], h["amount_float"], slots, holdings, buy, amount_words, prices, fee_rates)
     cost, fee, amount = (_rebal.amount_floats(w) for w in (cost_words, fee_words, amount_words))
     n = s.length
 
