@@ -269,5 +269,18 @@ mod tests {
         assert!(fill_in_full(&mut cash, &mut held, &fills).is_err());
         assert_eq!(words_at(&cash, 0), Amount::parse("10").expect("a").atoms());
         assert_eq!(words_at(&held, 1), Amount::parse("1").expect("a").atoms());
+        assert_eq!(words_at(&held, 0), 0);
+    }
+
+    #[test]
+    fn a_refused_fill_undoes_the_same_row_filled_twice_before_it() {
+        let mut cash: Vec<i64> = words("10").to_vec();
+        let mut held: Vec<i64> = words("1").to_vec();
+        let amount = [words("0.5"), words("0.5"), words("0.5")].concat();
+        // Two sells of the same row go through; a third would sell more than is held.
+        let fills = FullFills { slots: &[0, 0, 0], rows: &[0, 0, 0], buy: &[false; 3], amount: &amount, price: &[2.0; 3], fee_rate: &[0.001; 3] };
+        assert!(fill_in_full(&mut cash, &mut held, &fills).is_err());
+        assert_eq!(words_at(&cash, 0), Amount::parse("10").expect("a").atoms());
+        assert_eq!(words_at(&held, 0), Amount::parse("1").expect("a").atoms());
     }
 }
