@@ -162,6 +162,8 @@ def check_prices(
 def fill_in_full(
     cash: NDArray[np.int64],
     holdings: NDArray[np.int64],
+    cash_float: NDArray[np.float64],
+    amount_float: NDArray[np.float64],
     slots: NDArray[np.int64],
     rows: NDArray[np.int64],
     buy: NDArray[np.bool_],
@@ -170,7 +172,7 @@ def fill_in_full(
     fee_rate: NDArray[np.float64],
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Orders filled in full, exactly: writes the new cash (by slot) and holdings (by row) in place,
-    all or nothing, and returns each fill's cost and fee as (k, 2) words."""
+    all or nothing, with their float copies, and returns each fill's cost and fee as (k, 2) words."""
 
 def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> NDArray[np.float64]:
     """Value of every portfolio by slot (active or not): cash + sum of

@@ -345,13 +345,6 @@ class Book:
         h["amount"][rows] = amounts
         h["amount_float"][rows] = _rebal.amount_floats(np.ascontiguousarray(amounts, dtype=np.int64).reshape(-1, 2))
 
-    def refresh_floats(self, slots: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> None:
-        """The float copies of the cash of `slots` and the amounts of `rows`,
-        after their exact words were written in place."""
-        p, h = self._portfolios, self._holdings
-        p["cash_float"][slots] = _rebal.amount_floats(np.ascontiguousarray(p["cash"][slots]))
-        h["amount_float"][rows] = _rebal.amount_floats(np.ascontiguousarray(h["amount"][rows]))
-
     def unlock(self, ids: int | Iterable[int]) -> None:
         """Orders out are done (filled, rejected or cancelled): the next tick may plan again."""
         self._portfolios["locked"][self.slots(ids)] = False

@@ -365,6 +365,10 @@ class Engine:
         """Events since the last call (drains the log)."""
         return self._events.drain()
 
+    def discard_events(self) -> None:
+        """Drops the events not yet read, unread (a host that reads none, like a backtest)."""
+        self._events.clear()
+
     def pending_events(self) -> int:
         return len(self._events)
 
@@ -445,10 +449,11 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
 
-    def _batch_rows(self, batch: OrderBatch) -> npt.NDArray[np.int64]:
-        """The order-table rows of a batch's orders (the last ones appended)."""
+    def _batch_rows(self, batch: OrderBatch) -> slice:
+        """The order-table rows of a batch's orders: the last ones appended (a
+        slice, so the fills read the table's columns as views)."""
         t, n = self.orders, len(batch)
-        rows = np.arange(len(t) - n, len(t), dtype=np.int64)
+        rows = slice(len(t) - n, len(t))
         if n and (len(t) < n or not (np.array_equal(t["portfolio_id"][rows], batch.portfolio_id) and np.array_equal(t["epoch"][rows], batch.epoch) and np.array_equal(t["leg"][rows], batch.leg))):
             raise ConfigError("batch: not this Engine's last batch of orders", field="batch", value=n)
         return rows
@@ -600,7 +605,7 @@ class Engine:
         slots, counts, first = rounds
         rebalancing = batch.purpose[first] == Purpose.REBALANCE
         self._events.add(EventKind.REBALANCE_STARTED, self.book.ids[slots[rebalancing]], now_ms, value=counts[rebalancing])
-        finished = np.setdiff1d(selling, slots, assume_unique=True)
+        finished = np.setdiff1d(selling, slots, assume_unique=True) if len(selling) else selling
         if len(finished):
             # What stays behind is returned in kind: say why (a suspended market, or dust).
             skipped = batch.skipped
@@ -609,7 +614,8 @@ class Engine:
             self._finish(finished, now_ms, inactive_rows=inactive_rows)
         s = self.state
         funding = investing[s["stage"][investing] == Stage.FUNDING]
-        self._activate(np.setdiff1d(funding, slots, assume_unique=True), now_ms)
+        if len(funding):
+            self._activate(np.setdiff1d(funding, slots, assume_unique=True), now_ms)
 
     def _finish(
         self,
@@ -692,7 +698,7 @@ class Engine:
         is re-planned at the next tick: no cooldown after a rebalance, and
         new money not yet spent is bought with again."""
         s, book = self.state, self.book
-        slots = np.unique(slots)
+        slots = _distinct(slots)
         slots = slots[(s["round_open"][slots] == 0) & book.column("locked")[slots]]
         if not len(slots):
             return
@@ -718,8 +724,8 @@ class Engine:
         values: npt.NDArray[np.float64] = p["cash_float"][slots] + np.bincount(owner, weights=worth, minlength=len(slots))
         return values
 
-    def _hold_values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Value of the hold benchmark of `slots` at `prices`."""
+    def _hold_values_of(self, slots: npt.NDArray[np.int64] | slice, prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Value of the hold benchmark of `slots` (or a slice of them: views, no copies) at `prices`."""
         s = self.state
         priced = np.append(prices, 0.0)  # asset -1 (an unused column) is worth nothing
         worth: npt.NDArray[np.float64] = (s["hold_amount"][slots] * priced[s["hold_asset"][slots]]).sum(axis=1) + s["hold_cash"][slots]
@@ -756,6 +762,17 @@ def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
     starts += 1
     bounds = np.concatenate([[0], starts, [len(portfolio)]])
     return portfolio[bounds[:-1]], np.diff(bounds), bounds[:-1]
+
+
+def _distinct(slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """`np.unique(slots)`; a batch's slots come sorted, and then one
+    comparison of neighbours does it without np.unique's hashing."""
+    if len(slots) < 2 or not (slots[1:] >= slots[:-1]).all():
+        return np.unique(slots)
+    first = np.empty(len(slots), bool)
+    first[0] = True
+    np.not_equal(slots[1:], slots[:-1], out=first[1:])
+    return slots[first]
 
 
 def _rows_of(start: npt.NDArray[np.int64], stop: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -142,6 +142,16 @@ class Events:
 _WITH_AMOUNT = {EventKind.FUNDED, EventKind.AUTO_INVEST_EXECUTED, EventKind.ASSET_RETURNED}
 
 
+def _column(value: npt.ArrayLike, dtype: Any, n: int) -> np.ndarray:
+    """One value per event: a scalar repeated, or the n values given
+    (`np.full` and a plain check: a tick adds a few chunks, and
+    `np.broadcast_to` costs more than the copy it saves)."""
+    array = np.asarray(value, dtype)
+    if array.ndim == 0:
+        return np.full(n, array, dtype)
+    return array if array.shape == (n,) else np.broadcast_to(array, (n,))
+
+
 class EventLog:
     """Events appended by the Engine, drained by the host. Kept as the
     chunks they were added in (no copy per add); joined when drained."""
@@ -176,13 +186,17 @@ class EventLog:
                 "kind": np.full(n, kind, np.uint8),
                 "portfolio_id": ids,
                 "time_ms": np.full(n, time_ms, np.int64),
-                "asset": np.broadcast_to(np.asarray(asset, np.int32), (n,)),
+                "asset": _column(asset, np.int32, n),
                 "amount": np.zeros((n, 2), np.int64) if amount is None else np.asarray(amount, np.int64).reshape(n, 2),
-                "value": np.broadcast_to(np.asarray(value, np.float64), (n,)),
-                "reason": np.broadcast_to(np.asarray(reason, np.uint8), (n,)),
+                "value": _column(value, np.float64, n),
+                "reason": _column(reason, np.uint8, n),
             }
         )
         self._length += n
+
+    def clear(self) -> None:
+        """Drops the events not yet drained."""
+        self._chunks, self._length = [], 0
 
     def columns(self) -> dict[str, np.ndarray]:
         """The events not yet drained, as one set of columns (copies)."""

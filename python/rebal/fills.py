@@ -36,7 +36,7 @@ def apply_fills(engine: Engine, fills: Sequence[Fill], now_ms: int) -> None:
 
 def apply_full_fills(
     engine: Engine,
-    rows: npt.NDArray[np.int64],
+    rows: slice,
     slots: npt.NDArray[np.int64],
     prices: npt.NDArray[np.float64],
     fee_rates: npt.NDArray[np.float64],
@@ -44,27 +44,28 @@ def apply_full_fills(
 ) -> None:
     """See `Engine.on_full_fills`: the orders at `rows` of the order table,
     each filled in full at its price, fee = rate × cost in the quote asset,
-    applied exactly in Rust (`_rebal.fill_in_full`); the bookkeeping around
-    it is numpy. Nothing per fill runs in Python. `slots` are the orders'
-    portfolios' slots (the batch's `portfolio`)."""
-    if not len(rows):
+    applied exactly in Rust (`_rebal.fill_in_full`, which also refreshes the
+    float copies of the cash and amounts); the bookkeeping around
+    it is numpy. Nothing per fill runs in Python. `rows` is a range of the
+    order table (a batch's orders are appended together); `slots` are the
+    orders' portfolios' slots (the batch's `portfolio`)."""
+    first, stop, _ = rows.indices(len(engine.orders))
+    if stop <= first:
         return
     book, s, t = engine.book, engine.state, engine.orders
     fresh = (t["status"][rows] <= OrderStatus.PARTIALLY_FILLED) & ~(t["filled"][rows] != 0).any(axis=1)
     if not fresh.all():
         k = int(np.argmax(~fresh))
-        raise FillError(f"fills[{k}]: order row {int(rows[k])} is not open and unfilled", field=f"fills[{k}]", value=int(rows[k]))
+        raise FillError(f"fills[{k}]: order row {first + k} is not open and unfilled", field=f"fills[{k}]", value=first + k)
     ids = t["portfolio_id"][rows]
-    if len(slots) != len(rows) or slots.max() >= len(book.ids) or not np.array_equal(book.ids[slots], ids):
+    if len(slots) != stop - first or slots.max() >= len(book.ids) or not np.array_equal(book.ids[slots], ids):
         slots = book.slots(ids)  # the Book compacted since the tick: look the slots up again
     legs = t["leg"][rows].astype(np.int64)
     holdings = book.column("start")[slots] + legs
     buy = t["side"][rows] == SIDE_BUY
     amount_words = np.ascontiguousarray(t["amount"][rows])
-    cost_words, fee_words = _rebal.fill_in_full(
-        book._portfolios["cash"], book._holdings["amount"], slots, holdings, buy, amount_words, prices, fee_rates
-    )
-    book.refresh_floats(slots, holdings)
+    p, h = book._portfolios, book._holdings
+    cost_words, fee_words = _rebal.fill_in_full(p["cash"], h["amount"], p["cash_float"], h["amount_float"], slots, holdings, buy, amount_words, prices, fee_rates)
     cost, fee, amount = (_rebal.amount_floats(w) for w in (cost_words, fee_words, amount_words))
     n = s.length
 
@@ -78,13 +79,14 @@ def apply_full_fills(
     turnover = purpose == Purpose.REBALANCE
     turnover_paid += per_slot(slots[turnover], cost[turnover])
     bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys (one leg per holding)
-    s["hold_amount"][slots[bought], legs[bought]] += amount[bought]
-    hold_cash += per_slot(slots[bought], -(cost[bought] + fee[bought]))
+    if bought.any():  # new money: a few ticks of a run
+        s["hold_amount"][slots[bought], legs[bought]] += amount[bought]
+        hold_cash += per_slot(slots[bought], -(cost[bought] + fee[bought]))
     s["round_filled"][slots] = True
     t["filled"][rows] = amount_words
     t.close_many(rows, OrderStatus.FILLED)
     round_open -= np.bincount(slots, minlength=n).astype(np.int32)
-    engine.fill_count += len(rows)
+    engine.fill_count += stop - first
     engine._settle(slots, now_ms)
 
 

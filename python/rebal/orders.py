@@ -143,19 +143,19 @@ class OrderTable:
             self._open = dict(zip(self.client_order_ids(live), live.tolist()))
         return self._open.get(client_order_id)
 
-    def mark(self, rows: npt.NDArray[np.int64], status: OrderStatus) -> None:
+    def mark(self, rows: npt.NDArray[np.int64] | slice, status: OrderStatus) -> None:
         """Sets the status of orders that stay open (partly filled)."""
         self.table["status"][rows] = status
         self.table["dirty"][rows] = True
 
-    def close_many(self, rows: npt.NDArray[np.int64], status: OrderStatus) -> None:
+    def close_many(self, rows: npt.NDArray[np.int64] | slice, status: OrderStatus) -> None:
         """Orders done: filled, rejected or cancelled."""
         self.mark(rows, status)
         if self._open is not None:
             for key in self.client_order_ids(rows):
                 self._open.pop(key, None)
 
-    def client_order_ids(self, rows: npt.NDArray[np.int64]) -> list[str]:
+    def client_order_ids(self, rows: npt.NDArray[np.int64] | slice) -> list[str]:
         t = self.table
         return [client_id_key(p, e, g) for p, e, g in zip(t["portfolio_id"][rows].tolist(), t["epoch"][rows].tolist(), t["leg"][rows].tolist())]
 

@@ -37,9 +37,44 @@ pub enum Status {
 pub const SIDE_BUY: u8 = 0;
 pub const SIDE_SELL: u8 = 1;
 
-/// Portfolios per parallel task: small enough to balance two cores when the
-/// triggered ones cluster, large enough that scheduling costs nothing.
+/// Most portfolios per parallel task: small enough to balance two cores when
+/// the triggered ones cluster, large enough that scheduling costs nothing.
 pub(crate) const CHUNK: usize = 2048;
+/// Fewest portfolios per parallel task, however small the Book.
+const MIN_CHUNK: usize = 256;
+
+/// Portfolios per parallel task for a Book of `n`: at least eight tasks per
+/// thread where the Book allows, so a book of a few thousand (a sweep) keeps
+/// every core busy to the end instead of waiting on one last big chunk.
+pub(crate) fn chunk_size(n: usize) -> usize {
+    (n / (8 * rayon::current_num_threads().max(1))).clamp(MIN_CHUNK, CHUNK)
+}
+
+/// Below this many portfolios a scan or a valuation runs on the calling
+/// thread. Handing work to the pool wakes its threads, and a thread woken
+/// after a few milliseconds of Python (a backtest's tick) can take longer to
+/// start than scanning ten thousand portfolios does (measured on a 2-vCPU VM).
+pub(crate) const INLINE_PORTFOLIOS: usize = 1 << 15;
+/// Below this many portfolios to plan (about 2 µs each), a plan runs on the
+/// calling thread, for the same reason.
+pub(crate) const INLINE_PLANS: usize = 1024;
+
+/// `f` over `tasks` in order, each call with a worker's reusable memory made
+/// by `init`: on the calling thread when `inline`, else in parallel.
+pub(crate) fn run_tasks<T, W, R, I, F>(tasks: Vec<T>, inline: bool, init: I, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    I: Fn() -> W + Sync + Send,
+    F: Fn(&mut W, (usize, T)) -> R + Sync + Send,
+{
+    if inline {
+        let mut worker = init();
+        tasks.into_iter().enumerate().map(|task| f(&mut worker, task)).collect()
+    } else {
+        tasks.into_par_iter().enumerate().map_init(init, f).collect()
+    }
+}
 
 /// Orders (or skipped legs) as columns.
 #[derive(Default, Debug, Clone, PartialEq)]
@@ -133,9 +168,16 @@ fn gather<T: Copy + Default + Send + Sync>(parts: &[LegColumns], get: fn(&LegCol
         pieces.push((head, get(part)));
         rest = tail;
     }
-    pieces.into_par_iter().for_each(|(to, from)| to.copy_from_slice(from));
+    if total < INLINE_COPY {
+        pieces.into_iter().for_each(|(to, from)| to.copy_from_slice(from));
+    } else {
+        pieces.into_par_iter().for_each(|(to, from)| to.copy_from_slice(from));
+    }
     out
 }
+
+/// Below this many values a column is copied on the calling thread (see [`INLINE_PORTFOLIOS`]).
+const INLINE_COPY: usize = 1 << 16;
 
 /// Everything one tick produced.
 #[derive(Default, Debug, Clone, PartialEq)]
@@ -203,22 +245,27 @@ pub fn tick(
     let quotes = quotes(book, markets, prices)?;
     let mut batch = Batch { portfolios: Scanned::sized(book.len()), ..Batch::default() };
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
-    let parts: Vec<(LegColumns, LegColumns)> = (
-        batch.portfolios.value.par_chunks_mut(CHUNK),
-        batch.portfolios.max_deviation.par_chunks_mut(CHUNK),
-        batch.portfolios.max_relative_deviation.par_chunks_mut(CHUNK),
-        batch.portfolios.status.par_chunks_mut(CHUNK),
-        last_rebalance_ms.par_chunks_mut(CHUNK),
-        next_check_ms.par_chunks_mut(CHUNK),
-        locked.par_chunks_mut(CHUNK),
-        epoch.par_chunks_mut(CHUNK),
-    )
-        .into_par_iter()
-        .enumerate()
-        .map_init(Worker::default, |worker, (c, (value, dev, rel, status, last, next, lock, epoch))| {
+    let chunk = chunk_size(book.len());
+    let found = &mut batch.portfolios;
+    let tasks: Vec<_> = found
+        .value
+        .chunks_mut(chunk)
+        .zip(found.max_deviation.chunks_mut(chunk))
+        .zip(found.max_relative_deviation.chunks_mut(chunk))
+        .zip(found.status.chunks_mut(chunk))
+        .zip(last_rebalance_ms.chunks_mut(chunk))
+        .zip(next_check_ms.chunks_mut(chunk))
+        .zip(locked.chunks_mut(chunk))
+        .zip(epoch.chunks_mut(chunk))
+        .map(|(((((((value, dev), rel), status), last), next), lock), epoch)| (value, dev, rel, status, last, next, lock, epoch))
+        .collect();
+    // A fused tick plans as it scans: inline only when it is one chunk anyway.
+    let inline = book.len() <= chunk;
+    let parts: Vec<(LegColumns, LegColumns)> =
+        run_tasks(tasks, inline, Worker::default, |worker, (c, (value, dev, rel, status, last, next, lock, epoch))| {
             let mut out = (LegColumns::default(), LegColumns::default());
             for k in 0..value.len() {
-                let i = c * CHUNK + k;
+                let i = c * chunk + k;
                 let (seen, found) = look(book, i, prices, now_ms, (last[k], next[k], lock[k]), &mut worker.values);
                 (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
                 let action = if found == Status::Rebalance { ACTION_REBALANCE } else { ACTION_NONE };
@@ -226,9 +273,8 @@ pub fn tick(
                 act(book, i, action, &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
             }
             out
-        })
-        .collect();
-    (batch.orders, batch.skips) = gather_parts(parts);
+        });
+    (batch.orders, batch.skips) = gather_parts(parts, inline);
     Ok(batch)
 }
 
@@ -256,22 +302,23 @@ pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices:
     check_lengths(n, &[state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len()])?;
     quotes(book, markets, prices)?; // refuses a bad price of a held asset
     let mut out = Scanned::sized(n);
-    (
-        out.value.par_chunks_mut(CHUNK),
-        out.max_deviation.par_chunks_mut(CHUNK),
-        out.max_relative_deviation.par_chunks_mut(CHUNK),
-        out.status.par_chunks_mut(CHUNK),
-    )
-        .into_par_iter()
-        .enumerate()
-        .for_each_init(Vec::new, |values, (c, (value, dev, rel, status))| {
-            for k in 0..value.len() {
-                let i = c * CHUNK + k;
-                let cells = (state.last_rebalance_ms[i], state.next_check_ms[i], state.locked[i]);
-                let (seen, found) = look(book, i, prices, now_ms, cells, values);
-                (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
-            }
-        });
+    let chunk = chunk_size(n);
+    let tasks: Vec<_> = out
+        .value
+        .chunks_mut(chunk)
+        .zip(out.max_deviation.chunks_mut(chunk))
+        .zip(out.max_relative_deviation.chunks_mut(chunk))
+        .zip(out.status.chunks_mut(chunk))
+        .map(|(((value, dev), rel), status)| (value, dev, rel, status))
+        .collect();
+    run_tasks(tasks, n < INLINE_PORTFOLIOS, Vec::new, |values, (c, (value, dev, rel, status))| {
+        for k in 0..value.len() {
+            let i = c * chunk + k;
+            let cells = (state.last_rebalance_ms[i], state.next_check_ms[i], state.locked[i]);
+            let (seen, found) = look(book, i, prices, now_ms, cells, values);
+            (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
+        }
+    });
     Ok(out)
 }
 
@@ -303,26 +350,27 @@ pub fn plan(
     }
     let quotes = plan_quotes(book, markets, prices, action)?;
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
-    let parts: Vec<(LegColumns, LegColumns)> = (
-        action.par_chunks(CHUNK),
-        status.par_chunks_mut(CHUNK),
-        last_rebalance_ms.par_chunks_mut(CHUNK),
-        next_check_ms.par_chunks_mut(CHUNK),
-        locked.par_chunks_mut(CHUNK),
-        epoch.par_chunks_mut(CHUNK),
-    )
-        .into_par_iter()
-        .enumerate()
-        .map_init(Worker::default, |worker, (c, (action, status, last, next, lock, epoch))| {
+    let chunk = chunk_size(n);
+    let tasks: Vec<_> = action
+        .chunks(chunk)
+        .zip(status.chunks_mut(chunk))
+        .zip(last_rebalance_ms.chunks_mut(chunk))
+        .zip(next_check_ms.chunks_mut(chunk))
+        .zip(locked.chunks_mut(chunk))
+        .zip(epoch.chunks_mut(chunk))
+        .map(|(((((action, status), last), next), lock), epoch)| (action, status, last, next, lock, epoch))
+        .collect();
+    let inline = action.iter().filter(|&&a| a != ACTION_NONE).count() < INLINE_PLANS;
+    let parts: Vec<(LegColumns, LegColumns)> =
+        run_tasks(tasks, inline, Worker::default, |worker, (c, (action, status, last, next, lock, epoch))| {
             let mut out = (LegColumns::default(), LegColumns::default());
             for k in 0..action.len() {
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
-                act(book, c * CHUNK + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
+                act(book, c * chunk + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
             }
             out
-        })
-        .collect();
-    Ok(gather_parts(parts))
+        });
+    Ok(gather_parts(parts, inline))
 }
 
 /// What [`plan`] does with a portfolio (its `action`).
@@ -361,9 +409,13 @@ fn plan_quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64], action: &
     Ok(all)
 }
 
-fn gather_parts(parts: Vec<(LegColumns, LegColumns)>) -> (LegColumns, LegColumns) {
+pub(crate) fn gather_parts(parts: Vec<(LegColumns, LegColumns)>, inline: bool) -> (LegColumns, LegColumns) {
     let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-    rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips))
+    if inline {
+        (LegColumns::concat(&orders), LegColumns::concat(&skips))
+    } else {
+        rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips))
+    }
 }
 
 /// The state cells of one portfolio that a plan commits.

@@ -9,6 +9,7 @@
 //! is rounded up.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ethnum::U256;
 
@@ -27,16 +28,16 @@ pub struct FullFills<'a> {
 }
 
 /// Cost and fee of each leg (two words each), after writing the new cash and
-/// holdings. All or nothing: every balance is worked out first, and one that
-/// would go below zero (or a bad price or fee rate) is an error naming the
-/// leg, with nothing written.
+/// holdings. All or nothing: a balance that would go below zero (or a bad
+/// price or fee rate) is an error naming the leg, and the legs written
+/// before it are undone.
 pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>) -> Result<(Vec<i64>, Vec<i64>)> {
     let n = fills.slots.len();
     let lengths = [fills.rows.len(), fills.buy.len(), fills.amount.len() / 2, fills.price.len(), fills.fee_rate.len()];
     if lengths.iter().any(|&len| len != n) {
         return Err(CoreError::config("fills", format!("{lengths:?}"), format!("one value per fill ({n} fills)")));
     }
-    let mut decimals: HashMap<u64, Fraction> = HashMap::new();
+    let mut decimals: IndexMap<u64, Fraction> = IndexMap::default();
     // Field names are built only for an error: most calls make none.
     let mut fraction_of = |x: f64, field: &dyn Fn() -> String| -> Result<Fraction> {
         if let Some(&f) = decimals.get(&x.to_bits()) {
@@ -52,56 +53,108 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
     };
     let mut costs = Vec::with_capacity(2 * n);
     let mut fees = Vec::with_capacity(2 * n);
-    // Balances after the whole call: (index, value), the latest per index wins.
-    let mut new_cash: HashMap<usize, i128> = HashMap::with_capacity(n);
-    let mut new_held: HashMap<usize, i128> = HashMap::with_capacity(n);
+    // Each fill is written in place once worked out (a later fill of the same
+    // slot or row builds on it), its old words kept in an undo log that is
+    // replayed backwards if a later fill is refused: all or nothing, without
+    // a map of balances to probe per fill.
+    let mut undo: Vec<(bool, usize, [i64; 2])> = Vec::with_capacity(2 * n);
     for k in 0..n {
-        let field = || format!("fills[{k}]");
-        let (slot, row) = (fills.slots[k], fills.rows[k]);
-        if slot < 0 || 2 * slot as usize + 1 >= cash.len() || row < 0 || 2 * row as usize + 1 >= holdings.len() {
-            return Err(CoreError::config(field(), format!("slot {slot}, row {row}"), "out of range"));
-        }
-        let (slot, row) = (slot as usize, row as usize);
-        let price = fills.price[k];
-        if !(price.is_finite() && price > 0.0) {
-            return Err(CoreError::price(format!("{}.price", field()), price, "must be a finite price > 0"));
-        }
-        let rate = fills.fee_rate[k];
-        if !(rate.is_finite() && (0.0..1.0).contains(&rate)) {
-            return Err(CoreError::amount(format!("{}.fee", field()), rate, "a fee rate in [0, 1)"));
-        }
-        let amount = Amount::from_atoms(i128::from(fills.amount[2 * k] as u64) | (i128::from(fills.amount[2 * k + 1]) << 64));
-        if amount.is_negative() {
-            return Err(CoreError::amount(format!("{}.amount", field()), amount, "must not be negative"));
-        }
-        let buy = fills.buy[k];
-        let cost = fraction_of(price, &|| format!("{}.price", field()))?.times(amount.atoms() as u128, buy);
-        let cost = narrow(cost, &field)?;
-        let fee = narrow(fraction_of(rate, &|| format!("{}.fee", field()))?.times(cost as u128, true), &field)?;
-        let cash_now = *new_cash.entry(slot).or_insert_with(|| words_at(cash, slot));
-        let held_now = *new_held.entry(row).or_insert_with(|| words_at(holdings, row));
-        let (cash_after, held_after) = if buy {
-            (cash_now.checked_sub(cost).and_then(|c| c.checked_sub(fee)), held_now.checked_add(amount.atoms()))
-        } else {
-            (cash_now.checked_add(cost).and_then(|c| c.checked_sub(fee)), held_now.checked_sub(amount.atoms()))
-        };
-        match (cash_after, held_after) {
-            (Some(c), Some(h)) if c >= 0 && h >= 0 => {
-                new_cash.insert(slot, c);
-                new_held.insert(row, h);
+        match fill_one(cash, holdings, fills, k, &mut fraction_of) {
+            Ok(Filled { slot, row, cash_after, held_after, cost, fee }) => {
+                undo.push((true, slot, [cash[2 * slot], cash[2 * slot + 1]]));
+                undo.push((false, row, [holdings[2 * row], holdings[2 * row + 1]]));
+                cash[2 * slot..2 * slot + 2].copy_from_slice(&split(cash_after));
+                holdings[2 * row..2 * row + 2].copy_from_slice(&split(held_after));
+                costs.extend(split(cost));
+                fees.extend(split(fee));
             }
-            _ => return Err(CoreError::amount(field(), amount, "would take the portfolio's cash or holding below zero")),
+            Err(e) => {
+                for &(is_cash, i, old) in undo.iter().rev() {
+                    let words = if is_cash { &mut *cash } else { &mut *holdings };
+                    words[2 * i..2 * i + 2].copy_from_slice(&old);
+                }
+                return Err(e);
+            }
         }
-        costs.extend(split(cost));
-        fees.extend(split(fee));
-    }
-    for (slot, value) in new_cash {
-        cash[2 * slot..2 * slot + 2].copy_from_slice(&split(value));
-    }
-    for (row, value) in new_held {
-        holdings[2 * row..2 * row + 2].copy_from_slice(&split(value));
     }
     Ok((costs, fees))
+}
+
+/// One fill worked out against the balances as they stand: its slot and
+/// row, their words after it, its cost and fee (atoms).
+struct Filled {
+    slot: usize,
+    row: usize,
+    cash_after: i128,
+    held_after: i128,
+    cost: i128,
+    fee: i128,
+}
+
+fn fill_one(
+    cash: &[i64],
+    holdings: &[i64],
+    fills: &FullFills<'_>,
+    k: usize,
+    fraction_of: &mut impl FnMut(f64, &dyn Fn() -> String) -> Result<Fraction>,
+) -> Result<Filled> {
+    let field = || format!("fills[{k}]");
+    let (slot, row) = (fills.slots[k], fills.rows[k]);
+    if slot < 0 || 2 * slot as usize + 1 >= cash.len() || row < 0 || 2 * row as usize + 1 >= holdings.len() {
+        return Err(CoreError::config(field(), format!("slot {slot}, row {row}"), "out of range"));
+    }
+    let (slot, row) = (slot as usize, row as usize);
+    let price = fills.price[k];
+    if !(price.is_finite() && price > 0.0) {
+        return Err(CoreError::price(format!("{}.price", field()), price, "must be a finite price > 0"));
+    }
+    let rate = fills.fee_rate[k];
+    if !(rate.is_finite() && (0.0..1.0).contains(&rate)) {
+        return Err(CoreError::amount(format!("{}.fee", field()), rate, "a fee rate in [0, 1)"));
+    }
+    let amount = Amount::from_atoms(i128::from(fills.amount[2 * k] as u64) | (i128::from(fills.amount[2 * k + 1]) << 64));
+    if amount.is_negative() {
+        return Err(CoreError::amount(format!("{}.amount", field()), amount, "must not be negative"));
+    }
+    let buy = fills.buy[k];
+    let cost = fraction_of(price, &|| format!("{}.price", field()))?.times(amount.atoms() as u128, buy);
+    let cost = narrow(cost, &field)?;
+    let fee = narrow(fraction_of(rate, &|| format!("{}.fee", field()))?.times(cost as u128, true), &field)?;
+    let (cash_now, held_now) = (words_at(cash, slot), words_at(holdings, row));
+    let (cash_after, held_after) = if buy {
+        (cash_now.checked_sub(cost).and_then(|c| c.checked_sub(fee)), held_now.checked_add(amount.atoms()))
+    } else {
+        (cash_now.checked_add(cost).and_then(|c| c.checked_sub(fee)), held_now.checked_sub(amount.atoms()))
+    };
+    match (cash_after, held_after) {
+        (Some(cash_after), Some(held_after)) if cash_after >= 0 && held_after >= 0 => Ok(Filled { slot, row, cash_after, held_after, cost, fee }),
+        _ => Err(CoreError::amount(field(), amount, "would take the portfolio's cash or holding below zero")),
+    }
+}
+
+/// A map keyed by slots, rows and float bits: integers from this process, not
+/// from an adversary, so one multiply (the Fx hash) instead of SipHash; the
+/// maps are probed once or twice per fill, which SipHash made a third of it.
+type IndexMap<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
+
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
 }
 
 /// A decimal as num / den with den a power of ten, reduced (50000 is 50000/1,
@@ -216,5 +269,18 @@ mod tests {
         assert!(fill_in_full(&mut cash, &mut held, &fills).is_err());
         assert_eq!(words_at(&cash, 0), Amount::parse("10").expect("a").atoms());
         assert_eq!(words_at(&held, 1), Amount::parse("1").expect("a").atoms());
+        assert_eq!(words_at(&held, 0), 0);
+    }
+
+    #[test]
+    fn a_refused_fill_undoes_the_same_row_filled_twice_before_it() {
+        let mut cash: Vec<i64> = words("10").to_vec();
+        let mut held: Vec<i64> = words("1").to_vec();
+        let amount = [words("0.5"), words("0.5"), words("0.5")].concat();
+        // Two sells of the same row go through; a third would sell more than is held.
+        let fills = FullFills { slots: &[0, 0, 0], rows: &[0, 0, 0], buy: &[false; 3], amount: &amount, price: &[2.0; 3], fee_rate: &[0.001; 3] };
+        assert!(fill_in_full(&mut cash, &mut held, &fills).is_err());
+        assert_eq!(words_at(&cash, 0), Amount::parse("10").expect("a").atoms());
+        assert_eq!(words_at(&held, 0), Amount::parse("1").expect("a").atoms());
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use crate::batch::{LegColumns, CHUNK, PURPOSE_EXIT, PURPOSE_INVEST};
+use crate::batch::{chunk_size, run_tasks, LegColumns, CHUNK, INLINE_PORTFOLIOS, PURPOSE_EXIT, PURPOSE_INVEST};
 use crate::book::{amount_at, amount_words, BookRef};
 use crate::error::{CoreError, Result};
 use crate::lots::{price_decimal, Amount, FLOAT_DOUBT};
@@ -96,8 +96,7 @@ fn over_slots(slots: &[usize], purpose: u8, visit: impl Fn(usize, &mut (LegColum
             out
         })
         .collect();
-    let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-    rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips))
+    crate::batch::gather_parts(parts, false)
 }
 
 fn skip_reason(refusal: Refusal) -> SkipReason {
@@ -348,15 +347,19 @@ pub(crate) fn exit_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u3
 /// (the caller masks); a zero holding counts nothing whatever its price.
 /// Refused (naming `prices`) if some holding's asset has no price at all.
 pub fn values(book: &BookRef<'_>, prices: &[f64]) -> Result<Vec<f64>> {
-    if let Some(&asset) = book.asset.par_iter().max() {
+    let inline = book.len() < INLINE_PORTFOLIOS;
+    let highest = if inline { book.asset.iter().max() } else { book.asset.par_iter().max() };
+    if let Some(&asset) = highest {
         if asset < 0 || asset as usize >= prices.len() {
             return Err(CoreError::price("prices", prices.len(), format!("a price for every held asset (asset index {asset})")));
         }
     }
     let mut out = vec![0.0; book.len()];
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+    let size = chunk_size(out.len());
+    let tasks: Vec<&mut [f64]> = out.chunks_mut(size).collect();
+    run_tasks(tasks, inline, || (), |_, (c, chunk)| {
         for (k, value) in chunk.iter_mut().enumerate() {
-            let i = c * CHUNK + k;
+            let i = c * size + k;
             let mut v = book.cash_float[i];
             for r in book.rows(i) {
                 let amount = book.amount_float[r];

@@ -106,20 +106,23 @@ def run(
     kept = ticks if record else 0  # the series, or nothing
     equity, hold = np.zeros((kept, n)), np.zeros((kept, n))
     weights, rebalanced = np.zeros((kept, n, widest)), np.zeros((kept, n), bool)
-    net_before = engine.state["net_invested_float"][slots].copy()
+    # The configs' slots are the Book's, in order, unless the Engine holds others too:
+    # then they are picked out each tick, else whole columns are read as they are.
+    every = slice(None) if np.array_equal(slots, np.arange(len(engine.book.ids))) else slots
+    one_fee = bool((fees == fees[0]).all())
+    net_before = engine.state["net_invested_float"][every].copy()
     columns = engine.book._columns
     for k in range(ticks):
         now, prices = int(data.times_ms[k]), np.ascontiguousarray(data.close[k])
         batch = engine.on_tick(now, prices)
         if len(batch):
-            buy = batch.side == SIDE_BUY
-            fill_prices = batch.price * np.where(buy, 1 + slip, 1 - slip)
-            engine.on_full_fills(batch, fill_prices, fees[np.searchsorted(ids, batch.portfolio_id)] if n > 1 else fees[0])
-        value = _rebal.values(columns(), prices)[slots]
-        hold_value = engine._hold_values_of(slots, prices)
-        net = engine.state["net_invested_float"][slots]
+            fill_prices = batch.price if slip == 0 else batch.price * np.where(batch.side == SIDE_BUY, 1 + slip, 1 - slip)
+            engine.on_full_fills(batch, fill_prices, fees[0] if one_fee else fees[np.searchsorted(ids, batch.portfolio_id)])
+        value = _rebal.values(columns(), prices)[every]
+        hold_value = engine._hold_values_of(every, prices)
+        net = engine.state["net_invested_float"][every].copy()
         inflow = net - net_before
-        net_before = net.copy()
+        net_before = net
         stream.add(value, inflow)
         hold_stream.add(hold_value, inflow)
         if record:
@@ -127,7 +130,7 @@ def run(
             weights[k] = _weights(engine, slots, prices, value, widest)
             planned_now = batch.portfolio[batch.purpose == Purpose.REBALANCE]
             rebalanced[k] = np.isin(slots, planned_now)
-        engine.events()  # a backtest reads no events: drained, so they do not pile up
+        engine.discard_events()  # a backtest reads no events: dropped, so they do not pile up
         if progress is not None:
             progress(k + 1, ticks)
 

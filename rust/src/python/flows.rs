@@ -6,6 +6,7 @@ use numpy::{Ix1, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonl
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::book::amount_at;
 use crate::error::CoreError;
 use crate::flows::{self, Flow};
 use crate::python::book::{column, legs, markets, slice, Columns};
@@ -104,13 +105,17 @@ pub fn check_prices<'py>(
 
 /// Orders filled in full at `price` with `fee_rate` (see `crate::fills`):
 /// writes the new cash ((n, 2) words by slot) and holdings ((m, 2) words by
-/// row) in place, all or nothing; returns each fill's cost and fee as (k, 2) words.
+/// row) in place, all or nothing, and their float copies (`cash_float`,
+/// `amount_float`: `Amount::to_f64`, as `amount_floats`); returns each
+/// fill's cost and fee as (k, 2) words.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 pub fn fill_in_full<'py>(
     py: Python<'py>,
     cash: &Bound<'py, PyArray2<i64>>,
     holdings: &Bound<'py, PyArray2<i64>>,
+    cash_float: &Bound<'py, PyArray1<f64>>,
+    amount_float: &Bound<'py, PyArray1<f64>>,
     slots: PyReadonlyArray1<'py, i64>,
     rows: PyReadonlyArray1<'py, i64>,
     buy: PyReadonlyArray1<'py, bool>,
@@ -123,6 +128,13 @@ pub fn fill_in_full<'py>(
     let mut holdings = holdings.try_readwrite().map_err(|_| bad("holdings"))?;
     let cash = cash.as_slice_mut().map_err(|_| bad("cash"))?;
     let holdings = holdings.as_slice_mut().map_err(|_| bad("holdings"))?;
+    let mut cash_float = cash_float.try_readwrite().map_err(|_| bad("cash_float"))?;
+    let mut amount_float = amount_float.try_readwrite().map_err(|_| bad("amount_float"))?;
+    let cash_float = cash_float.as_slice_mut().map_err(|_| bad("cash_float"))?;
+    let amount_float = amount_float.as_slice_mut().map_err(|_| bad("amount_float"))?;
+    if 2 * cash_float.len() != cash.len() || 2 * amount_float.len() != holdings.len() {
+        return Err(bad("cash_float"));
+    }
     let fills = crate::fills::FullFills {
         slots: slice(py, &slots, "slots")?,
         rows: slice(py, &rows, "rows")?,
@@ -131,7 +143,19 @@ pub fn fill_in_full<'py>(
         price: slice(py, &price, "price")?,
         fee_rate: slice(py, &fee_rate, "fee_rate")?,
     };
-    let (costs, fees) = py.detach(|| guarded(|| crate::fills::fill_in_full(cash, holdings, &fills)))?.or_raise(py)?;
+    let (costs, fees) = py
+        .detach(|| {
+            guarded(|| {
+                let done = crate::fills::fill_in_full(cash, holdings, &fills)?;
+                for (&slot, &row) in fills.slots.iter().zip(fills.rows) {
+                    let (slot, row) = (slot as usize, row as usize); // checked by the fills
+                    cash_float[slot] = amount_at(cash, slot).to_f64();
+                    amount_float[row] = amount_at(holdings, row).to_f64();
+                }
+                Ok(done)
+            })
+        })?
+        .or_raise(py)?;
     let n = costs.len() / 2;
     Ok((PyArray1::from_vec(py, costs).reshape([n, 2])?.into_any(), PyArray1::from_vec(py, fees).reshape([n, 2])?.into_any()))
 }
