@@ -249,6 +249,18 @@ def test_real_daily_files_load_and_backtest(real_data: PriceData) -> None:
     assert np.all(result.fees_paid <= 0.001 * (result.turnover + 10_000) + 1e-6)
 
 
+def test_slippage_on_coins_priced_below_a_cent_costs_money_and_breaks_nothing(daily_dir: Path) -> None:
+    """Slipped fill prices are floats whose shortest digits run past 18
+    decimals on DOGE- and TRX-sized prices (5 bps of 0.06 is 0.00003…)."""
+    data = load_cryptodatadownload(daily_dir, ["BTC", "DOGE", "TRX"])
+    config = StrategyConfig(assets={"BTC": 40.0, "DOGE": 30.0, "TRX": 30.0}, investment=Decimal(10_000), trigger=ThresholdTrigger(2.0))
+    clean = run([config], data, fee=0.001)
+    slipped = run([config], data, fee=0.001, slippage_bps=5.0)
+    assert slipped.rebalances[0] > 50
+    assert 0 < slipped.metrics["final_value"][0] < clean.metrics["final_value"][0]
+    assert np.all(np.isfinite(slipped.metrics["total_return_pct"]))
+
+
 def test_real_data_final_value_is_the_recorded_equity_without_record(daily_dir: Path) -> None:
     config = StrategyConfig(assets={"BTC": 50.0, "ETH": 50.0}, investment=Decimal(10_000), trigger=CalendarTrigger(every="3d", gate=2.0))
     data = load_cryptodatadownload(daily_dir, ["BTC", "ETH"])

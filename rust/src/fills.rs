@@ -43,7 +43,9 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
         if let Some(&f) = decimals.get(&x.to_bits()) {
             return Ok(f);
         }
-        let parsed = Amount::parse(&format!("{x}")).map_err(|e| CoreError::amount(field(), x, e.to_string()))?;
+        // The float's shortest digits, truncated past 18 decimals: a simulated
+        // fill's price (e.g. moved by slippage) is a float, not a decimal given.
+        let parsed = Amount::from_f64(x).map_err(|e| CoreError::amount(field(), x, e.to_string()))?;
         if parsed.is_negative() {
             return Err(CoreError::amount(field(), x, "must not be negative"));
         }
