@@ -587,3 +587,28 @@ def test_ccxt_does_not_change_the_host_processs_decimal_context(fake: FakeBinanc
     after = decimal.getcontext()
     assert (after.rounding, after.prec, dict(after.traps)) == (before.rounding, before.prec, dict(before.traps))
     assert_account_matches(fake, bot)
+
+
+def test_an_order_whose_trades_do_not_add_up_yet_stays_in_doubt(fake: FakeBinance, tmp_path: Path) -> None:
+    """The exchange says filled but its trade list lags: the order is left
+    open (logged), the others are settled, and the next step takes it."""
+    clock = Clock(1_700_000_000_000)
+    venue = venue_for(fake, timeout_ms=200)
+    venue.retry = Retry(attempts=1)
+    bot = Bot.open(venue, config(), tmp_path / "bot.sqlite", clock=clock)
+    fake.inject("timeout_after_execute", times=1, endpoint="POST /api/v3/order")
+    with pytest.raises(VenueUnavailable):
+        bot.step()  # the first buy executed, its answer lost; the rest not sent
+    real = venue.exchange.fetch_order_trades
+    venue.exchange.fetch_order_trades = lambda *args, **kwargs: []  # the trades are not listed yet
+    clock.now += 1
+    time.sleep(RECV_WINDOW_MS / 1000 + 0.15)
+    bot.step()
+    assert len(bot.engine.orders.open_rows()) == 1  # in doubt; the three never sent are dropped
+    venue.exchange.fetch_order_trades = real
+    clock.now += 1
+    bot.step()
+    clock.now += 1
+    bot.step()
+    assert fake.sent_twice() == 0
+    assert_account_matches(fake, bot)

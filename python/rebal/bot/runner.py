@@ -46,7 +46,7 @@ from rebal.columns import decimals
 from rebal.engine import Engine, Stage
 from rebal.exact import WIDE
 from rebal.events import Events
-from rebal.exceptions import ConfigError, OrderRefused
+from rebal.exceptions import ConfigError, OrderRefused, VenueAuthError, VenueError, VenueUnavailable
 from rebal.market import Market
 from rebal.orders import Reject
 from rebal.store import Store
@@ -325,7 +325,13 @@ class Bot:
         sent = self.host.setdefault("sent", {})
         for cid, row in zip(t.client_order_ids(rows), rows.tolist()):
             market = self.engine.markets[int(t["asset"][row])]
-            state = self.venue.lookup(cid, market)
+            try:
+                state = self.venue.lookup(cid, market)
+            except VenueError as e:
+                if isinstance(e, (VenueUnavailable, VenueAuthError)):
+                    raise
+                log.error("order %s stays in doubt: %s", cid, e)  # e.g. its trades do not add up yet
+                continue
             if state is None and cid in sent and _wall_ms() - int(sent[cid]) < 1000 * self.venue.arrival_window_s:
                 continue  # sent moments ago: it may still be on its way
             if state is None:
