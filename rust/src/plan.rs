@@ -209,6 +209,11 @@ struct Row {
     held_lots: i64,
     max_lots: i64,
     min_lots: i64,
+    min_lots_by_amount: i64,
+    /// Cash one more lot bought costs, fee included.
+    lot_cost: f64,
+    /// Cash one more lot sold brings, net of its fee.
+    lot_net: f64,
     tradable: bool,
     /// Cannot move this pass: held at its weight, the others planned around it.
     frozen: bool,
@@ -224,9 +229,22 @@ struct Row {
 }
 
 impl Row {
-    /// Cash one more lot bought costs, fee included.
-    fn lot_cost(&self) -> f64 {
-        self.lot_value * (1.0 + self.fee)
+    /// Why its market would refuse an order of `lots` (as [`Quote::refusal`],
+    /// from the row's copy of the quote's limits: no lookup in the hot loops).
+    fn refusal(&self, lots: i64) -> Option<Refusal> {
+        if !self.tradable {
+            Some(Refusal::MarketInactive)
+        } else if lots <= 0 {
+            Some(Refusal::BelowStep)
+        } else if lots < self.min_lots_by_amount {
+            Some(Refusal::MinAmount)
+        } else if lots < self.min_lots {
+            Some(Refusal::MinNotional)
+        } else if lots > self.max_lots {
+            Some(Refusal::MaxAmount)
+        } else {
+            None
+        }
     }
     /// Lots the next purchase must carry: the market minimum for a new leg, else one.
     fn increment(&self) -> i64 {
@@ -240,7 +258,7 @@ impl Row {
 
 /// Cash the planned buys cost, fees included.
 fn buy_cost(rows: &[Row]) -> f64 {
-    rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum()
+    rows.iter().map(|r| r.buy as f64 * r.lot_cost).sum()
 }
 
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -286,15 +304,19 @@ pub fn plan_into(
     let mut value = cash;
     for (i, &asset) in p.assets.iter().enumerate() {
         let quote = &quotes[asset as usize];
+        let fee = params.fee_rate.unwrap_or(quote.taker_fee);
         let row = Row {
             price: quote.price,
             lot_value: quote.lot_value,
-            fee: params.fee_rate.unwrap_or(quote.taker_fee),
+            fee,
             value: p.amounts[i].to_f64() * quote.price,
             target: p.targets[i],
             held_lots: quote.lots_in(p.amounts[i]),
             max_lots: quote.max_lots,
             min_lots: quote.min_lots,
+            min_lots_by_amount: quote.min_lots_by_amount,
+            lot_cost: quote.lot_value * (1.0 + fee),
+            lot_net: quote.lot_value * (1.0 - fee),
             tradable: quote.active,
             ..Row::default()
         };
@@ -321,10 +343,10 @@ pub fn plan_into(
     // others are planned around it, so no plan counts on money that cannot come.
     let mode = if params.destination == Destination::Target { Rounding::Truncate } else { Rounding::Inward };
     let max_buy_fee = rows.iter().filter(|r| r.tradable).map(|r| r.fee).fold(0.0, f64::max);
-    let sizing = Sizing { p, quotes, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
+    let sizing = Sizing { p, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
     let mut sized = sizing.size_orders(rows, order);
     for _ in 0..2 * rows.len() {
-        if !freeze_stuck(rows, p, quotes, params, value, sized.v_after) {
+        if !freeze_stuck(rows, params, value, sized.v_after) {
             break;
         }
         for row in rows.iter_mut() {
@@ -344,7 +366,7 @@ pub fn plan_into(
         || rows.iter().any(|r| {
             r.tradable
                 && r.sell == 0
-                && r.min_lots.max(1) as f64 * r.lot_cost() <= cash_after + doubt
+                && r.min_lots.max(1) as f64 * r.lot_cost <= cash_after + doubt
                 && worth_a_lot(r, deficit(r, v_seen))
         });
     if in_doubt && settle_exactly(p, quotes, rows, v_seen) {
@@ -361,7 +383,6 @@ pub fn plan_into(
 /// One sizing pass: destinations, sells, buys, top-up.
 struct Sizing<'a, 'p> {
     p: &'a PortfolioRef<'p>,
-    quotes: &'a [Quote],
     params: &'a PlanParams,
     mode: Rounding,
     value: f64,
@@ -378,7 +399,7 @@ struct Sized {
 
 impl Sizing<'_, '_> {
     fn size_orders(&self, rows: &mut [Row], order: &mut Vec<usize>) -> Sized {
-        let Sizing { p, quotes, params, mode, value, cash, buy_fee_share } = *self;
+        let Sizing { p, params, mode, value, cash, buy_fee_share } = *self;
         // 2. Destination weights.
         let cash_dest = destination_weights(rows, p, params, value, cash);
 
@@ -392,10 +413,10 @@ impl Sizing<'_, '_> {
             (proceeds, value - fees - buy_fee_share * spendable)
         };
         let mut v_after = value;
-        size_sells(rows, p, quotes, v_after, mode);
+        size_sells(rows, v_after, mode);
         for _ in 0..MAX_FIXED_POINT_ROUNDS {
             v_after = estimate(rows, v_after).1;
-            if !size_sells(rows, p, quotes, v_after, mode) {
+            if !size_sells(rows, v_after, mode) {
                 break;
             }
         }
@@ -403,16 +424,16 @@ impl Sizing<'_, '_> {
 
         // 4. Buys within the budget, then the leftover topped up.
         let mut budget = cash - cash_dest * v_after + proceeds;
-        size_buys(rows, p, quotes, v_after, mode);
+        size_buys(rows, v_after, mode);
         let cost = buy_cost(rows);
         if cost > budget && mode == Rounding::Inward {
             budget += fund_shortfall(rows, params, v_after, cost - budget);
         }
         if cost > budget {
             let scale = (budget / cost).max(0.0);
-            for (row, &asset) in rows.iter_mut().zip(p.assets) {
+            for row in rows.iter_mut() {
                 let scaled = (row.buy as f64 * scale).floor() as i64;
-                row.buy = if quotes[asset as usize].refusal(scaled).is_none() { scaled } else { 0 };
+                row.buy = if row.refusal(scaled).is_none() { scaled } else { 0 };
             }
         }
         // Top up, and give back sells whose cash no buy can use, against the
@@ -427,7 +448,7 @@ impl Sizing<'_, '_> {
             // No float margin needed: the exact settle below takes lots back if
             // cash would go negative.
             let unused = budget - buy_cost(rows);
-            trim_sells(rows, p, quotes, params, v_seen, unused);
+            trim_sells(rows, params, v_seen, unused);
             proceeds = estimate(rows, v_after).0;
             let fees: f64 = rows.iter().map(|r| (r.sell + r.buy) as f64 * r.lot_value * r.fee).sum();
             let left = cash + proceeds - buy_cost(rows) - cash_dest * v_seen;
@@ -447,7 +468,7 @@ impl Sizing<'_, '_> {
 /// got no order although it wanted one the market refuses, or (band modes)
 /// sits outside its box with no order that fits; returns whether another
 /// sizing pass is needed.
-fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, value: f64, v_after: f64) -> bool {
+fn freeze_stuck(rows: &mut [Row], params: &PlanParams, value: f64, v_after: f64) -> bool {
     // A sell that funds nothing is blocked; the freezes decided while its
     // phantom fees lowered V′ are redone.
     let mut blocked = false;
@@ -466,18 +487,17 @@ fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params
     }
     let band_mode = params.destination != Destination::Target;
     let mut froze = false;
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+    for row in rows.iter_mut() {
         if row.frozen || row.sell > 0 || row.buy > 0 {
             continue;
         }
-        let quote = &quotes[asset as usize];
         let weight = row.value / value;
         let outside = weight < row.low - BAND_TOLERANCE || weight > row.high + BAND_TOLERANCE;
         let excess = (row.value - row.dest * v_after) / row.lot_value;
         let wanted = to_lots(excess.abs(), Rounding::Truncate);
         let capped = if excess > 0.0 { wanted.min(row.held_lots) } else { wanted }.min(row.max_lots);
         let side = if excess > 0.0 { Side::Sell } else { Side::Buy };
-        let reason = match quote.refusal(capped) {
+        let reason = match row.refusal(capped) {
             _ if wanted == 0 => None,
             Some(Refusal::MinAmount) => Some(SkipReason::MinAmount),
             Some(Refusal::MinNotional) => Some(SkipReason::MinNotional),
@@ -567,7 +587,7 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
         let room = to_lots((r.value - r.sell as f64 * r.lot_value - floor) / r.lot_value, Rounding::Truncate);
         room.min(r.held_lots.min(r.max_lots) - r.sell).max(0)
     };
-    let net = |r: &Row| r.lot_value * (1.0 - r.fee);
+    let net = |r: &Row| r.lot_net;
     let available: f64 = rows.iter().filter(|r| r.sell > 0).map(|r| spare(r) as f64 * net(r)).sum();
     if available < shortfall {
         return 0.0;
@@ -592,13 +612,13 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
 /// Sells only what the buys use: cash no buy could take is given back by
 /// selling fewer lots (band assets stay inside their box), so the plan is
 /// the minimal order set and re-planning finds nothing left to do.
-fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, v_after: f64, mut leftover: f64) {
+fn trim_sells(rows: &mut [Row], params: &PlanParams, v_after: f64, mut leftover: f64) {
     let k = params.destination.band_fraction();
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+    for row in rows.iter_mut() {
         if row.sell == 0 || leftover <= 0.0 {
             continue;
         }
-        let net = row.lot_value * (1.0 - row.fee);
+        let net = row.lot_net;
         let whole = leftover >= row.sell as f64 * net * (1.0 - 1e-12);
         let mut trim = if whole { row.sell } else { ((leftover / net).floor() as i64).min(row.sell) };
         if let (Some(band), true) = (params.band, k > 0.0) {
@@ -607,7 +627,7 @@ fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: 
             trim = trim.min(to_lots((ceiling - kept) / row.lot_value, Rounding::Truncate).max(0));
         }
         let rest = row.sell - trim;
-        if rest > 0 && quotes[asset as usize].refusal(rest).is_some() {
+        if rest > 0 && row.refusal(rest).is_some() {
             continue; // trimming would leave a leg the market refuses
         }
         row.sell = rest;
@@ -629,23 +649,23 @@ fn lots_toward(x: f64, mode: Rounding, overshoot: impl Fn(i64) -> bool) -> i64 {
 }
 
 /// Sizes every sell at post-fee value `v_after`; returns whether any changed.
-fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: f64, mode: Rounding) -> bool {
+fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
     let mut changed = false;
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+    for row in rows.iter_mut() {
         let below_box = |n: i64| row.value - n as f64 * row.lot_value < row.low * v_after;
         let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
         // A frozen asset does not trade at all (its weight measured on V′ < V
         // would otherwise "sell the fee drag").
         let lots = if row.sell_blocked || row.frozen { 0 } else { wanted.min(row.held_lots).min(row.max_lots) };
-        let lots = if lots > 0 && quotes[asset as usize].refusal(lots).is_none() { lots } else { 0 };
+        let lots = if lots > 0 && row.refusal(lots).is_none() { lots } else { 0 };
         changed |= lots != row.sell;
         row.sell = lots;
     }
     changed
 }
 
-fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: f64, mode: Rounding) {
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+fn size_buys(rows: &mut [Row], v_after: f64, mode: Rounding) {
+    for row in rows.iter_mut() {
         let above_box = |n: i64| row.value + n as f64 * row.lot_value > row.high * v_after;
         row.wanted_buy = if row.sell > 0 || row.frozen {
             0
@@ -653,7 +673,7 @@ fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: 
             lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box)
         };
         let lots = row.wanted_buy.min(row.max_lots);
-        row.buy = if lots > 0 && quotes[asset as usize].refusal(lots).is_none() { lots } else { 0 };
+        row.buy = if lots > 0 && row.refusal(lots).is_none() { lots } else { 0 };
     }
 }
 
@@ -682,7 +702,7 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
 fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64) {
     let deficit = |r: &Row| deficit(r, v_after);
     let candidate = |r: &Row, cash: f64| {
-        r.tradable && r.sell == 0 && worth_a_lot(r, deficit(r)) && r.increment() as f64 * r.lot_cost() <= cash
+        r.tradable && r.sell == 0 && worth_a_lot(r, deficit(r)) && r.increment() as f64 * r.lot_cost <= cash
     };
 
     for _ in 0..=rows.len() {
@@ -705,9 +725,9 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
         for &i in order.iter() {
             let r = &mut rows[i];
             let add = to_lots((deficit(r) - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy);
-            if add >= r.increment() && add as f64 * r.lot_cost() <= cash {
+            if add >= r.increment() && add as f64 * r.lot_cost <= cash {
                 r.buy += add;
-                cash -= add as f64 * r.lot_cost();
+                cash -= add as f64 * r.lot_cost;
                 added = true;
             }
         }
@@ -732,10 +752,10 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
         }
         let r = &mut rows[best];
         let to_next = to_lots((deficit(r) - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
-        let affordable = (cash / r.lot_cost()).floor() as i64;
+        let affordable = (cash / r.lot_cost).floor() as i64;
         let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
-        cash -= add as f64 * r.lot_cost();
+        cash -= add as f64 * r.lot_cost;
     }
 }
 
@@ -762,7 +782,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_af
             return true;
         };
         let row = &mut rows[largest];
-        let keep = if quotes[p.assets[largest] as usize].refusal(row.buy - 1).is_none() { row.buy - 1 } else { 0 };
+        let keep = if row.refusal(row.buy - 1).is_none() { row.buy - 1 } else { 0 };
         let Some(refund) = exact_cost(largest, row.buy - keep) else { return false };
         row.buy = keep;
         cash += refund;
