@@ -192,7 +192,17 @@ pub fn client_order_id(portfolio: u64, epoch: u32, leg: u32) -> String {
 #[derive(Default)]
 pub struct Scratch {
     rows: Vec<Row>,
+    lists: Lists,
+}
+
+/// The top-up's index lists and per-asset deficits.
+#[derive(Default)]
+struct Lists {
+    /// Assets that can still take a lot, in asset order.
+    open: Vec<usize>,
+    /// The same, most underweight first.
     order: Vec<usize>,
+    deficits: Vec<f64>,
 }
 
 #[derive(Copy, Clone, Default)]
@@ -298,7 +308,7 @@ pub fn plan_into(
     legs: &mut Vec<Leg>,
     skips: &mut Vec<Skip>,
 ) -> Outcome {
-    let Scratch { rows, order } = scratch;
+    let Scratch { rows, lists } = scratch;
     rows.clear();
     let cash = p.cash.to_f64();
     let mut value = cash;
@@ -344,7 +354,7 @@ pub fn plan_into(
     let mode = if params.destination == Destination::Target { Rounding::Truncate } else { Rounding::Inward };
     let max_buy_fee = rows.iter().filter(|r| r.tradable).map(|r| r.fee).fold(0.0, f64::max);
     let sizing = Sizing { p, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
-    let mut sized = sizing.size_orders(rows, order);
+    let mut sized = sizing.size_orders(rows, lists);
     for _ in 0..2 * rows.len() {
         if !freeze_stuck(rows, params, value, sized.v_after) {
             break;
@@ -352,7 +362,7 @@ pub fn plan_into(
         for row in rows.iter_mut() {
             (row.sell, row.buy, row.wanted_buy) = (0, 0, 0);
         }
-        sized = sizing.size_orders(rows, order);
+        sized = sizing.size_orders(rows, lists);
     }
     let Sized { v_after, v_seen, proceeds, .. } = sized;
 
@@ -398,7 +408,7 @@ struct Sized {
 }
 
 impl Sizing<'_, '_> {
-    fn size_orders(&self, rows: &mut [Row], order: &mut Vec<usize>) -> Sized {
+    fn size_orders(&self, rows: &mut [Row], lists: &mut Lists) -> Sized {
         let Sizing { p, params, mode, value, cash, buy_fee_share } = *self;
         // 2. Destination weights.
         let cash_dest = destination_weights(rows, p, params, value, cash);
@@ -441,17 +451,25 @@ impl Sizing<'_, '_> {
         // planned − the bound on fees for the cash left. Repeat until it settles.
         let mut v_seen = v_after;
         let mut proceeds = estimate(rows, v_after).0;
+        // Only the top-up changes buys: their cost is summed once after it.
+        let mut cost = buy_cost(rows);
         for _ in 0..12 {
             let budget = cash - cash_dest * v_seen + proceeds;
-            let spendable = (budget - buy_cost(rows)).max(0.0);
-            top_up(rows, order, v_seen, spendable);
+            let spendable = (budget - cost).max(0.0);
+            top_up(rows, lists, v_seen, spendable);
+            cost = buy_cost(rows);
             // No float margin needed: the exact settle below takes lots back if
             // cash would go negative.
-            let unused = budget - buy_cost(rows);
+            let unused = budget - cost;
             trim_sells(rows, params, v_seen, unused);
-            proceeds = estimate(rows, v_after).0;
-            let fees: f64 = rows.iter().map(|r| (r.sell + r.buy) as f64 * r.lot_value * r.fee).sum();
-            let left = cash + proceeds - buy_cost(rows) - cash_dest * v_seen;
+            // The proceeds (as `estimate` sums them) and all fees, in one pass.
+            let (mut sold, mut fees) = (0.0, -0.0);
+            for r in rows.iter() {
+                sold += r.sell as f64 * r.lot_value * (1.0 - r.fee);
+                fees += (r.sell + r.buy) as f64 * r.lot_value * r.fee;
+            }
+            proceeds = sold;
+            let left = cash + proceeds - cost - cash_dest * v_seen;
             let next = value - fees - buy_fee_share * left.max(0.0);
             // Converges at the rate of the fee; stop at float precision, as a
             // looser stop would leave assets with tiny lots a few lots off.
@@ -699,24 +717,40 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
 /// Spends `cash` on the assets furthest below their target: water-fills to a
 /// common deficit level over the assets that can afford their next
 /// increment (repeated as assets drop out), then lot by lot.
-fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64) {
-    let deficit = |r: &Row| deficit(r, v_after);
-    let candidate = |r: &Row, cash: f64| {
-        r.tradable && r.sell == 0 && worth_a_lot(r, deficit(r)) && r.increment() as f64 * r.lot_cost <= cash
-    };
+fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
+    let Lists { open, order, deficits } = lists;
+    deficits.clear();
+    deficits.resize(rows.len(), 0.0);
+    // Only a candidate's lots change and cash only falls, so an asset that
+    // cannot take its next increment now never can later in this call: each
+    // round filters the last round's candidates (kept in asset order), and
+    // notes their deficits for the sorting and the comparisons.
+    fn candidates(open: &mut Vec<usize>, deficits: &mut [f64], rows: &[Row], v_after: f64, cash: f64) {
+        open.retain(|&i| {
+            let r = &rows[i];
+            deficits[i] = deficit(r, v_after);
+            r.tradable && r.sell == 0 && r.increment() as f64 * r.lot_cost <= cash && worth_a_lot(r, deficits[i])
+        });
+    }
+    open.clear();
+    open.extend(0..rows.len());
 
     for _ in 0..=rows.len() {
+        candidates(open, deficits, rows, v_after, cash);
+        if open.is_empty() {
+            return;
+        }
         order.clear();
-        order.extend((0..rows.len()).filter(|&i| candidate(&rows[i], cash)));
-        order.sort_by(|&a, &b| cmp_f64(deficit(&rows[b]), deficit(&rows[a])));
+        order.extend_from_slice(open);
+        order.sort_by(|&a, &b| cmp_f64(deficits[b], deficits[a]));
         // The level L with Σ (deficit − L)⁺·(1 + fee) = cash.
         let (mut weighted, mut weights, mut level) = (0.0, 0.0, 0.0);
         for (k, &i) in order.iter().enumerate() {
             let r = &rows[i];
-            weighted += deficit(r) * (1.0 + r.fee);
+            weighted += deficits[i] * (1.0 + r.fee);
             weights += 1.0 + r.fee;
             let candidate_level = ((weighted - cash) / weights).max(0.0);
-            if candidate_level >= order.get(k + 1).map_or(0.0, |&j| deficit(&rows[j])) {
+            if candidate_level >= order.get(k + 1).map_or(0.0, |&j| deficits[j]) {
                 level = candidate_level;
                 break;
             }
@@ -724,7 +758,7 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
         let mut added = false;
         for &i in order.iter() {
             let r = &mut rows[i];
-            let add = to_lots((deficit(r) - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy);
+            let add = to_lots((deficits[i] - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy);
             if add >= r.increment() && add as f64 * r.lot_cost <= cash {
                 r.buy += add;
                 cash -= add as f64 * r.lot_cost;
@@ -739,19 +773,19 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
     // The last few lots: the most underweight asset that can afford its next
     // increment, lifted to the next one's level (at least one increment).
     for _ in 0..(8 * rows.len() + 32) {
-        let mut open = (0..rows.len()).filter(|&i| candidate(&rows[i], cash));
-        let Some(first) = open.next() else { break };
+        candidates(open, deficits, rows, v_after, cash);
+        let Some((&first, others)) = open.split_first() else { break };
         let (mut best, mut next_deficit) = (first, f64::NEG_INFINITY);
-        for i in open {
-            if deficit(&rows[i]) > deficit(&rows[best]) {
-                next_deficit = deficit(&rows[best]);
+        for &i in others {
+            if deficits[i] > deficits[best] {
+                next_deficit = deficits[best];
                 best = i;
             } else {
-                next_deficit = next_deficit.max(deficit(&rows[i]));
+                next_deficit = next_deficit.max(deficits[i]);
             }
         }
         let r = &mut rows[best];
-        let to_next = to_lots((deficit(r) - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
+        let to_next = to_lots((deficits[best] - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
         let affordable = (cash / r.lot_cost).floor() as i64;
         let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
