@@ -600,6 +600,9 @@ fn plan_one(
 }
 
 #[cfg(test)]
+mod probe;
+
+#[cfg(test)]
 mod tests {
     use super::next_slot;
 

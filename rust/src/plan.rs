@@ -192,7 +192,17 @@ pub fn client_order_id(portfolio: u64, epoch: u32, leg: u32) -> String {
 #[derive(Default)]
 pub struct Scratch {
     rows: Vec<Row>,
+    lists: Lists,
+}
+
+/// The top-up's index lists and per-asset deficits.
+#[derive(Default)]
+struct Lists {
+    /// Assets that can still take a lot, in asset order.
+    open: Vec<usize>,
+    /// The same, most underweight first.
     order: Vec<usize>,
+    deficits: Vec<f64>,
 }
 
 #[derive(Copy, Clone, Default)]
@@ -209,6 +219,11 @@ struct Row {
     held_lots: i64,
     max_lots: i64,
     min_lots: i64,
+    min_lots_by_amount: i64,
+    /// Cash one more lot bought costs, fee included.
+    lot_cost: f64,
+    /// Cash one more lot sold brings, net of its fee.
+    lot_net: f64,
     tradable: bool,
     /// Cannot move this pass: held at its weight, the others planned around it.
     frozen: bool,
@@ -224,9 +239,22 @@ struct Row {
 }
 
 impl Row {
-    /// Cash one more lot bought costs, fee included.
-    fn lot_cost(&self) -> f64 {
-        self.lot_value * (1.0 + self.fee)
+    /// Why its market would refuse an order of `lots` (as [`Quote::refusal`],
+    /// from the row's copy of the quote's limits: no lookup in the hot loops).
+    fn refusal(&self, lots: i64) -> Option<Refusal> {
+        if !self.tradable {
+            Some(Refusal::MarketInactive)
+        } else if lots <= 0 {
+            Some(Refusal::BelowStep)
+        } else if lots < self.min_lots_by_amount {
+            Some(Refusal::MinAmount)
+        } else if lots < self.min_lots {
+            Some(Refusal::MinNotional)
+        } else if lots > self.max_lots {
+            Some(Refusal::MaxAmount)
+        } else {
+            None
+        }
     }
     /// Lots the next purchase must carry: the market minimum for a new leg, else one.
     fn increment(&self) -> i64 {
@@ -240,7 +268,7 @@ impl Row {
 
 /// Cash the planned buys cost, fees included.
 fn buy_cost(rows: &[Row]) -> f64 {
-    rows.iter().map(|r| r.buy as f64 * r.lot_cost()).sum()
+    rows.iter().map(|r| r.buy as f64 * r.lot_cost).sum()
 }
 
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -280,21 +308,25 @@ pub fn plan_into(
     legs: &mut Vec<Leg>,
     skips: &mut Vec<Skip>,
 ) -> Outcome {
-    let Scratch { rows, order } = scratch;
+    let Scratch { rows, lists } = scratch;
     rows.clear();
     let cash = p.cash.to_f64();
     let mut value = cash;
     for (i, &asset) in p.assets.iter().enumerate() {
         let quote = &quotes[asset as usize];
+        let fee = params.fee_rate.unwrap_or(quote.taker_fee);
         let row = Row {
             price: quote.price,
             lot_value: quote.lot_value,
-            fee: params.fee_rate.unwrap_or(quote.taker_fee),
+            fee,
             value: p.amounts[i].to_f64() * quote.price,
             target: p.targets[i],
             held_lots: quote.lots_in(p.amounts[i]),
             max_lots: quote.max_lots,
             min_lots: quote.min_lots,
+            min_lots_by_amount: quote.min_lots_by_amount,
+            lot_cost: quote.lot_value * (1.0 + fee),
+            lot_net: quote.lot_value * (1.0 - fee),
             tradable: quote.active,
             ..Row::default()
         };
@@ -321,16 +353,16 @@ pub fn plan_into(
     // others are planned around it, so no plan counts on money that cannot come.
     let mode = if params.destination == Destination::Target { Rounding::Truncate } else { Rounding::Inward };
     let max_buy_fee = rows.iter().filter(|r| r.tradable).map(|r| r.fee).fold(0.0, f64::max);
-    let sizing = Sizing { p, quotes, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
-    let mut sized = sizing.size_orders(rows, order);
+    let sizing = Sizing { p, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
+    let mut sized = sizing.size_orders(rows, lists);
     for _ in 0..2 * rows.len() {
-        if !freeze_stuck(rows, p, quotes, params, value, sized.v_after) {
+        if !freeze_stuck(rows, params, value, sized.v_after) {
             break;
         }
         for row in rows.iter_mut() {
             (row.sell, row.buy, row.wanted_buy) = (0, 0, 0);
         }
-        sized = sizing.size_orders(rows, order);
+        sized = sizing.size_orders(rows, lists);
     }
     let Sized { v_after, v_seen, proceeds, .. } = sized;
 
@@ -344,7 +376,7 @@ pub fn plan_into(
         || rows.iter().any(|r| {
             r.tradable
                 && r.sell == 0
-                && r.min_lots.max(1) as f64 * r.lot_cost() <= cash_after + doubt
+                && r.min_lots.max(1) as f64 * r.lot_cost <= cash_after + doubt
                 && worth_a_lot(r, deficit(r, v_seen))
         });
     if in_doubt && settle_exactly(p, quotes, rows, v_seen) {
@@ -361,7 +393,6 @@ pub fn plan_into(
 /// One sizing pass: destinations, sells, buys, top-up.
 struct Sizing<'a, 'p> {
     p: &'a PortfolioRef<'p>,
-    quotes: &'a [Quote],
     params: &'a PlanParams,
     mode: Rounding,
     value: f64,
@@ -377,8 +408,8 @@ struct Sized {
 }
 
 impl Sizing<'_, '_> {
-    fn size_orders(&self, rows: &mut [Row], order: &mut Vec<usize>) -> Sized {
-        let Sizing { p, quotes, params, mode, value, cash, buy_fee_share } = *self;
+    fn size_orders(&self, rows: &mut [Row], lists: &mut Lists) -> Sized {
+        let Sizing { p, params, mode, value, cash, buy_fee_share } = *self;
         // 2. Destination weights.
         let cash_dest = destination_weights(rows, p, params, value, cash);
 
@@ -392,10 +423,10 @@ impl Sizing<'_, '_> {
             (proceeds, value - fees - buy_fee_share * spendable)
         };
         let mut v_after = value;
-        size_sells(rows, p, quotes, v_after, mode);
+        size_sells(rows, v_after, mode);
         for _ in 0..MAX_FIXED_POINT_ROUNDS {
             v_after = estimate(rows, v_after).1;
-            if !size_sells(rows, p, quotes, v_after, mode) {
+            if !size_sells(rows, v_after, mode) {
                 break;
             }
         }
@@ -403,16 +434,16 @@ impl Sizing<'_, '_> {
 
         // 4. Buys within the budget, then the leftover topped up.
         let mut budget = cash - cash_dest * v_after + proceeds;
-        size_buys(rows, p, quotes, v_after, mode);
+        size_buys(rows, v_after, mode);
         let cost = buy_cost(rows);
         if cost > budget && mode == Rounding::Inward {
             budget += fund_shortfall(rows, params, v_after, cost - budget);
         }
         if cost > budget {
             let scale = (budget / cost).max(0.0);
-            for (row, &asset) in rows.iter_mut().zip(p.assets) {
+            for row in rows.iter_mut() {
                 let scaled = (row.buy as f64 * scale).floor() as i64;
-                row.buy = if quotes[asset as usize].refusal(scaled).is_none() { scaled } else { 0 };
+                row.buy = if row.refusal(scaled).is_none() { scaled } else { 0 };
             }
         }
         // Top up, and give back sells whose cash no buy can use, against the
@@ -420,17 +451,25 @@ impl Sizing<'_, '_> {
         // planned − the bound on fees for the cash left. Repeat until it settles.
         let mut v_seen = v_after;
         let mut proceeds = estimate(rows, v_after).0;
+        // Only the top-up changes buys: their cost is summed once after it.
+        let mut cost = buy_cost(rows);
         for _ in 0..12 {
             let budget = cash - cash_dest * v_seen + proceeds;
-            let spendable = (budget - buy_cost(rows)).max(0.0);
-            top_up(rows, order, v_seen, spendable);
+            let spendable = (budget - cost).max(0.0);
+            top_up(rows, lists, v_seen, spendable);
+            cost = buy_cost(rows);
             // No float margin needed: the exact settle below takes lots back if
             // cash would go negative.
-            let unused = budget - buy_cost(rows);
-            trim_sells(rows, p, quotes, params, v_seen, unused);
-            proceeds = estimate(rows, v_after).0;
-            let fees: f64 = rows.iter().map(|r| (r.sell + r.buy) as f64 * r.lot_value * r.fee).sum();
-            let left = cash + proceeds - buy_cost(rows) - cash_dest * v_seen;
+            let unused = budget - cost;
+            trim_sells(rows, params, v_seen, unused);
+            // The proceeds (as `estimate` sums them) and all fees, in one pass.
+            let (mut sold, mut fees) = (0.0, -0.0);
+            for r in rows.iter() {
+                sold += r.sell as f64 * r.lot_value * (1.0 - r.fee);
+                fees += (r.sell + r.buy) as f64 * r.lot_value * r.fee;
+            }
+            proceeds = sold;
+            let left = cash + proceeds - cost - cash_dest * v_seen;
             let next = value - fees - buy_fee_share * left.max(0.0);
             // Converges at the rate of the fee; stop at float precision, as a
             // looser stop would leave assets with tiny lots a few lots off.
@@ -447,7 +486,7 @@ impl Sizing<'_, '_> {
 /// got no order although it wanted one the market refuses, or (band modes)
 /// sits outside its box with no order that fits; returns whether another
 /// sizing pass is needed.
-fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, value: f64, v_after: f64) -> bool {
+fn freeze_stuck(rows: &mut [Row], params: &PlanParams, value: f64, v_after: f64) -> bool {
     // A sell that funds nothing is blocked; the freezes decided while its
     // phantom fees lowered V′ are redone.
     let mut blocked = false;
@@ -466,18 +505,17 @@ fn freeze_stuck(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params
     }
     let band_mode = params.destination != Destination::Target;
     let mut froze = false;
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+    for row in rows.iter_mut() {
         if row.frozen || row.sell > 0 || row.buy > 0 {
             continue;
         }
-        let quote = &quotes[asset as usize];
         let weight = row.value / value;
         let outside = weight < row.low - BAND_TOLERANCE || weight > row.high + BAND_TOLERANCE;
         let excess = (row.value - row.dest * v_after) / row.lot_value;
         let wanted = to_lots(excess.abs(), Rounding::Truncate);
         let capped = if excess > 0.0 { wanted.min(row.held_lots) } else { wanted }.min(row.max_lots);
         let side = if excess > 0.0 { Side::Sell } else { Side::Buy };
-        let reason = match quote.refusal(capped) {
+        let reason = match row.refusal(capped) {
             _ if wanted == 0 => None,
             Some(Refusal::MinAmount) => Some(SkipReason::MinAmount),
             Some(Refusal::MinNotional) => Some(SkipReason::MinNotional),
@@ -567,7 +605,7 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
         let room = to_lots((r.value - r.sell as f64 * r.lot_value - floor) / r.lot_value, Rounding::Truncate);
         room.min(r.held_lots.min(r.max_lots) - r.sell).max(0)
     };
-    let net = |r: &Row| r.lot_value * (1.0 - r.fee);
+    let net = |r: &Row| r.lot_net;
     let available: f64 = rows.iter().filter(|r| r.sell > 0).map(|r| spare(r) as f64 * net(r)).sum();
     if available < shortfall {
         return 0.0;
@@ -592,13 +630,13 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
 /// Sells only what the buys use: cash no buy could take is given back by
 /// selling fewer lots (band assets stay inside their box), so the plan is
 /// the minimal order set and re-planning finds nothing left to do.
-fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, v_after: f64, mut leftover: f64) {
+fn trim_sells(rows: &mut [Row], params: &PlanParams, v_after: f64, mut leftover: f64) {
     let k = params.destination.band_fraction();
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+    for row in rows.iter_mut() {
         if row.sell == 0 || leftover <= 0.0 {
             continue;
         }
-        let net = row.lot_value * (1.0 - row.fee);
+        let net = row.lot_net;
         let whole = leftover >= row.sell as f64 * net * (1.0 - 1e-12);
         let mut trim = if whole { row.sell } else { ((leftover / net).floor() as i64).min(row.sell) };
         if let (Some(band), true) = (params.band, k > 0.0) {
@@ -607,7 +645,7 @@ fn trim_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], params: 
             trim = trim.min(to_lots((ceiling - kept) / row.lot_value, Rounding::Truncate).max(0));
         }
         let rest = row.sell - trim;
-        if rest > 0 && quotes[asset as usize].refusal(rest).is_some() {
+        if rest > 0 && row.refusal(rest).is_some() {
             continue; // trimming would leave a leg the market refuses
         }
         row.sell = rest;
@@ -629,23 +667,23 @@ fn lots_toward(x: f64, mode: Rounding, overshoot: impl Fn(i64) -> bool) -> i64 {
 }
 
 /// Sizes every sell at post-fee value `v_after`; returns whether any changed.
-fn size_sells(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: f64, mode: Rounding) -> bool {
+fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
     let mut changed = false;
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+    for row in rows.iter_mut() {
         let below_box = |n: i64| row.value - n as f64 * row.lot_value < row.low * v_after;
         let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
         // A frozen asset does not trade at all (its weight measured on V′ < V
         // would otherwise "sell the fee drag").
         let lots = if row.sell_blocked || row.frozen { 0 } else { wanted.min(row.held_lots).min(row.max_lots) };
-        let lots = if lots > 0 && quotes[asset as usize].refusal(lots).is_none() { lots } else { 0 };
+        let lots = if lots > 0 && row.refusal(lots).is_none() { lots } else { 0 };
         changed |= lots != row.sell;
         row.sell = lots;
     }
     changed
 }
 
-fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: f64, mode: Rounding) {
-    for (row, &asset) in rows.iter_mut().zip(p.assets) {
+fn size_buys(rows: &mut [Row], v_after: f64, mode: Rounding) {
+    for row in rows.iter_mut() {
         let above_box = |n: i64| row.value + n as f64 * row.lot_value > row.high * v_after;
         row.wanted_buy = if row.sell > 0 || row.frozen {
             0
@@ -653,7 +691,7 @@ fn size_buys(rows: &mut [Row], p: &PortfolioRef<'_>, quotes: &[Quote], v_after: 
             lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box)
         };
         let lots = row.wanted_buy.min(row.max_lots);
-        row.buy = if lots > 0 && quotes[asset as usize].refusal(lots).is_none() { lots } else { 0 };
+        row.buy = if lots > 0 && row.refusal(lots).is_none() { lots } else { 0 };
     }
 }
 
@@ -679,24 +717,40 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
 /// Spends `cash` on the assets furthest below their target: water-fills to a
 /// common deficit level over the assets that can afford their next
 /// increment (repeated as assets drop out), then lot by lot.
-fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64) {
-    let deficit = |r: &Row| deficit(r, v_after);
-    let candidate = |r: &Row, cash: f64| {
-        r.tradable && r.sell == 0 && worth_a_lot(r, deficit(r)) && r.increment() as f64 * r.lot_cost() <= cash
-    };
+fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
+    let Lists { open, order, deficits } = lists;
+    deficits.clear();
+    deficits.resize(rows.len(), 0.0);
+    // Only a candidate's lots change and cash only falls, so an asset that
+    // cannot take its next increment now never can later in this call: each
+    // round filters the last round's candidates (kept in asset order), and
+    // notes their deficits for the sorting and the comparisons.
+    fn candidates(open: &mut Vec<usize>, deficits: &mut [f64], rows: &[Row], v_after: f64, cash: f64) {
+        open.retain(|&i| {
+            let r = &rows[i];
+            deficits[i] = deficit(r, v_after);
+            r.tradable && r.sell == 0 && r.increment() as f64 * r.lot_cost <= cash && worth_a_lot(r, deficits[i])
+        });
+    }
+    open.clear();
+    open.extend(0..rows.len());
 
     for _ in 0..=rows.len() {
+        candidates(open, deficits, rows, v_after, cash);
+        if open.is_empty() {
+            return;
+        }
         order.clear();
-        order.extend((0..rows.len()).filter(|&i| candidate(&rows[i], cash)));
-        order.sort_by(|&a, &b| cmp_f64(deficit(&rows[b]), deficit(&rows[a])));
+        order.extend_from_slice(open);
+        order.sort_by(|&a, &b| cmp_f64(deficits[b], deficits[a]));
         // The level L with Σ (deficit − L)⁺·(1 + fee) = cash.
         let (mut weighted, mut weights, mut level) = (0.0, 0.0, 0.0);
         for (k, &i) in order.iter().enumerate() {
             let r = &rows[i];
-            weighted += deficit(r) * (1.0 + r.fee);
+            weighted += deficits[i] * (1.0 + r.fee);
             weights += 1.0 + r.fee;
             let candidate_level = ((weighted - cash) / weights).max(0.0);
-            if candidate_level >= order.get(k + 1).map_or(0.0, |&j| deficit(&rows[j])) {
+            if candidate_level >= order.get(k + 1).map_or(0.0, |&j| deficits[j]) {
                 level = candidate_level;
                 break;
             }
@@ -704,10 +758,10 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
         let mut added = false;
         for &i in order.iter() {
             let r = &mut rows[i];
-            let add = to_lots((deficit(r) - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy);
-            if add >= r.increment() && add as f64 * r.lot_cost() <= cash {
+            let add = to_lots((deficits[i] - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy);
+            if add >= r.increment() && add as f64 * r.lot_cost <= cash {
                 r.buy += add;
-                cash -= add as f64 * r.lot_cost();
+                cash -= add as f64 * r.lot_cost;
                 added = true;
             }
         }
@@ -719,23 +773,23 @@ fn top_up(rows: &mut [Row], order: &mut Vec<usize>, v_after: f64, mut cash: f64)
     // The last few lots: the most underweight asset that can afford its next
     // increment, lifted to the next one's level (at least one increment).
     for _ in 0..(8 * rows.len() + 32) {
-        let mut open = (0..rows.len()).filter(|&i| candidate(&rows[i], cash));
-        let Some(first) = open.next() else { break };
+        candidates(open, deficits, rows, v_after, cash);
+        let Some((&first, others)) = open.split_first() else { break };
         let (mut best, mut next_deficit) = (first, f64::NEG_INFINITY);
-        for i in open {
-            if deficit(&rows[i]) > deficit(&rows[best]) {
-                next_deficit = deficit(&rows[best]);
+        for &i in others {
+            if deficits[i] > deficits[best] {
+                next_deficit = deficits[best];
                 best = i;
             } else {
-                next_deficit = next_deficit.max(deficit(&rows[i]));
+                next_deficit = next_deficit.max(deficits[i]);
             }
         }
         let r = &mut rows[best];
-        let to_next = to_lots((deficit(r) - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
-        let affordable = (cash / r.lot_cost()).floor() as i64;
+        let to_next = to_lots((deficits[best] - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
+        let affordable = (cash / r.lot_cost).floor() as i64;
         let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
-        cash -= add as f64 * r.lot_cost();
+        cash -= add as f64 * r.lot_cost;
     }
 }
 
@@ -762,7 +816,7 @@ fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_af
             return true;
         };
         let row = &mut rows[largest];
-        let keep = if quotes[p.assets[largest] as usize].refusal(row.buy - 1).is_none() { row.buy - 1 } else { 0 };
+        let keep = if row.refusal(row.buy - 1).is_none() { row.buy - 1 } else { 0 };
         let Some(refund) = exact_cost(largest, row.buy - keep) else { return false };
         row.buy = keep;
         cash += refund;
