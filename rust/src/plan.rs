@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{CoreError, Result};
 use crate::lots::{price_decimal, Amount, FLOAT_DOUBT};
-use crate::market::{Market, Quote, Refusal};
+use crate::market::{self, Market, Quote, Refusal};
 use crate::portfolio::{Drift, PortfolioRef};
 use crate::trigger::{Band, BAND_TOLERANCE};
 
@@ -242,19 +242,7 @@ impl Row {
     /// Why its market would refuse an order of `lots` (as [`Quote::refusal`],
     /// from the row's copy of the quote's limits: no lookup in the hot loops).
     fn refusal(&self, lots: i64) -> Option<Refusal> {
-        if !self.tradable {
-            Some(Refusal::MarketInactive)
-        } else if lots <= 0 {
-            Some(Refusal::BelowStep)
-        } else if lots < self.min_lots_by_amount {
-            Some(Refusal::MinAmount)
-        } else if lots < self.min_lots {
-            Some(Refusal::MinNotional)
-        } else if lots > self.max_lots {
-            Some(Refusal::MaxAmount)
-        } else {
-            None
-        }
+        market::refusal(self.tradable, lots, self.min_lots_by_amount, self.min_lots, self.max_lots)
     }
     /// Lots the next purchase must carry: the market minimum for a new leg, else one.
     fn increment(&self) -> i64 {
