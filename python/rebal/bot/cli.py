@@ -137,7 +137,7 @@ def _rebased(urls: Any, base: str) -> Any:
     if isinstance(urls, dict):
         return {k: _rebased(v, base) for k, v in urls.items()}
     if isinstance(urls, str) and "://" in urls:
-        scheme_host, _, path = urls.partition("://")[2].partition("/")
+        _host, _, path = urls.partition("://")[2].partition("/")
         return f"{base}/{path}" if path else base
     return urls
 
