@@ -48,11 +48,17 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
 from rebal.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+Rate = TypeVar("Rate", float, "npt.NDArray[np.float64]")
 
 __all__ = [
     "ThresholdTrigger",
@@ -147,6 +153,13 @@ class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     trailing_take_profit: TrailingTakeProfit | None = None
     exit: Literal["sell", "return"] = "sell"
     auto_invest: AutoInvest | None = None
+
+
+def fee_budget(fee: Rate, slippage: float) -> Rate:
+    """The fee rate the planner budgets when fills may also move `slippage`
+    against the order: (1 + fee)(1 + slippage) − 1, written so that with no
+    slippage it is the fee itself, not a float a hair below it."""
+    return fee + slippage + fee * slippage
 
 
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

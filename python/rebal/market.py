@@ -16,7 +16,7 @@ from typing import Any
 from rebal import _rebal
 from rebal.exceptions import MarketError
 
-__all__ = ["Market", "DECIMAL_PLACES", "TICK_SIZE"]
+__all__ = ["Market", "DECIMAL_PLACES", "TICK_SIZE", "refusal"]
 
 # ccxt's precision-mode constants (ccxt.base.decimal_to_precision).
 DECIMAL_PLACES = 2
@@ -67,6 +67,26 @@ class Market(_rebal.Market):
             active=market.get("active") is not False,
             **rules,
         )
+
+
+def refusal(market: Market, amount: Decimal, price: Decimal) -> str | None:
+    """The rule an order of exactly `amount` at `price` breaks on `market`
+    (a `SKIP_REASONS` name, or "max_notional"), or None: what a venue checks
+    before it takes an order."""
+    notional = amount * price
+    if not market.active:
+        return "market_inactive"
+    if amount <= 0 or amount % market.step:
+        return "below_step"
+    if amount < market.min_amount:
+        return "min_amount"
+    if market.max_amount is not None and amount > market.max_amount:
+        return "max_amount"
+    if notional < market.min_notional:
+        return "min_notional"
+    if market.max_notional is not None and notional > market.max_notional:
+        return "max_notional"
+    return None
 
 
 def _positive(value: Any) -> Decimal | None:

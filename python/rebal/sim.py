@@ -32,7 +32,7 @@ from rebal.batch import SIDE_BUY, SIDE_SELL
 from rebal.columns import decimals
 from rebal.engine import Engine
 from rebal.events import QUOTE_ASSET, EventKind, Events
-from rebal.market import Market
+from rebal.market import Market, refusal
 from rebal.orders import Fill, Reject
 from rebal.store import Store
 
@@ -200,7 +200,7 @@ class Venue:
                 if db.execute("SELECT 1 FROM venue_orders WHERE client_order_id = ?", (cid,)).fetchone():
                     raise DuplicateOrder(f"client order id {cid} sent twice")
                 round_ = cid.rsplit("-", 1)[0]
-                if _breaks_rules(self.markets[asset], Decimal(amount), price):
+                if refusal(self.markets[asset], Decimal(amount), Decimal(repr(float(price)))) is not None:
                     result = "rules"
                 elif side == SIDE_BUY and round_ in short:
                     result = "reject"
@@ -231,17 +231,6 @@ class Venue:
         """(submissions, distinct client ids): equal when nothing was sent twice."""
         row = self.db.execute("SELECT COUNT(*), COUNT(DISTINCT client_order_id) FROM venue_submissions").fetchone()
         return int(row[0]), int(row[1])
-
-
-def _breaks_rules(market: Market, amount: Decimal, price: float) -> bool:
-    notional = amount * Decimal(repr(float(price)))
-    return (
-        not market.active
-        or amount % market.step != 0
-        or amount < market.min_amount
-        or notional < market.min_notional
-        or (market.max_amount is not None and amount > market.max_amount)
-    )
 
 
 def _match(cid: str, side: int, amount: Decimal, price: float) -> str:

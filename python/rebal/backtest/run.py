@@ -26,7 +26,7 @@ from rebal import _rebal
 from rebal.backtest.data import PriceData
 from rebal.backtest.metrics import Stream
 from rebal.batch import SIDE_BUY
-from rebal.config import Limits, StrategyConfig
+from rebal.config import Limits, StrategyConfig, fee_budget
 from rebal.engine import Engine
 from rebal.market import Market
 from rebal.orders import Purpose
@@ -91,9 +91,7 @@ def run(
     fees = np.broadcast_to(np.asarray(fee, dtype=np.float64), (n,)).copy()
     slip = slippage_bps / 10_000
     markets = list(markets) if markets is not None else markets_for(data, fee=float(fees.max()))
-    # The planner budgets for the fee and the slippage together ((1 + fee)(1 + slip) − 1 covers both
-    # sides), written so that with no slippage it is the fee itself, not a float a hair below it.
-    budget = fees + slip + fees * slip
+    budget = fee_budget(fees, slip)  # a plan never counts on money the slipped fills will not pay
     planned = [msgspec.structs.replace(c, fee_rate=float(b)) for c, b in zip(configs, budget)]
     widest = max(len(c.assets) for c in configs)
     biggest = max(c.investment for c in configs)

@@ -45,9 +45,8 @@ from rebal.bot.locks import account_lock_path, hold_lock, release
 from rebal.columns import decimals
 from rebal.engine import Engine, Stage
 from rebal.exact import WIDE
-from rebal.events import Events
 from rebal.exceptions import ConfigError, OrderRefused, VenueAuthError, VenueError, VenueUnavailable
-from rebal.market import Market
+from rebal.market import Market, refusal
 from rebal.orders import Reject
 from rebal.store import Store
 
@@ -135,8 +134,6 @@ class Bot:
         self.host = host
         self.extra = extra
         self.step_count = int(host.get("step", 0))
-        self.events_seen: list[Events] = []
-        self.last_prices: list[float] | None = None
         self.new_config: cfg.StrategyConfig | None = None
         """A config edited since the last run, waiting for no orders to be out."""
         self.locks: list[int] = []
@@ -164,7 +161,7 @@ class Bot:
         account's). `account` names the exchange account (e.g. exchange and
         a hash of the key): one bot per state file and per account, since
         two would send the same orders or claim the same money."""
-        clock = clock or _now_ms
+        clock = clock or _wall_ms
         locks = [hold_lock(Path(f"{state}.lock"), f"state: another bot is running on {state}")]
         if account is not None:
             locks.append(hold_lock(account_lock_path(account), "account: another bot is running on this exchange account"))
@@ -247,7 +244,6 @@ class Bot:
         if self.new_config is not None:
             self._apply_config(now)
         prices = self.venue.prices(self.engine.markets)
-        self.last_prices = prices
         batch = self.engine.on_tick(now, prices)
         self.step_count += 1
         self._save()  # the orders are saved before any is sent
@@ -380,7 +376,7 @@ class Bot:
             for k in mine:
                 m, limit = markets[k], limits[k]
                 amount = amounts[k] if scale == 1 else (amounts[k] * scale / m.step).to_integral_value(ROUND_FLOOR) * m.step
-                why = _breaks_rules(m, amount, limit)
+                why = refusal(m, amount, limit)
                 if why:
                     report.skipped.append(f"{cids[k]}:{why}")
                     e.on_rejects([Reject(cids[k], reason=f"not sent: {why} after the sells", kind="unsent")], now)
@@ -433,8 +429,6 @@ class Bot:
         if self.extra is not None:
             self.host.update(self.extra())
         events = self.engine.events()
-        if len(events):
-            self.events_seen.append(events)
         self.store.save(self.engine, step=self.step_count, phase="done", events=events, extra=self.host)
 
 
@@ -443,8 +437,7 @@ def _with_budget(config: cfg.StrategyConfig, markets: Sequence[Market], slippage
     taker fee by default) widened by the slippage allowance, so the buys it
     plans fit the cash even at the capped limit price."""
     fee = config.fee_rate if config.fee_rate is not None else max((m.taker_fee for m in markets), default=0.0)
-    slip = slippage_bps / 10_000
-    return msgspec.structs.replace(config, fee_rate=fee + slip + fee * slip)
+    return msgspec.structs.replace(config, fee_rate=cfg.fee_budget(fee, slippage_bps / 10_000))
 
 
 def _buy_limit(price: Decimal, market: Market, slippage: Decimal) -> Decimal:
@@ -458,30 +451,11 @@ def _buy_limit(price: Decimal, market: Market, slippage: Decimal) -> Decimal:
     return down if down >= price else (price / tick).to_integral_value(ROUND_CEILING) * tick
 
 
-def _breaks_rules(m: Market, amount: Decimal, price: Decimal) -> str | None:
-    """The rule an order of `amount` at `price` would break, or None."""
-    notional = amount * price
-    if amount <= 0 or amount % m.step:
-        return "below_step"
-    if amount < m.min_amount:
-        return "min_amount"
-    if m.max_amount is not None and amount > m.max_amount:
-        return "max_amount"
-    if notional < m.min_notional:
-        return "min_notional"
-    if m.max_notional is not None and notional > m.max_notional:
-        return "max_notional"
-    return None
-
-
 def _amounts(t: Any, rows: npt.NDArray[np.int64]) -> list[Decimal]:
     return decimals(np.ascontiguousarray(t["amount"][rows])) if len(rows) else []
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _wall_ms() -> int:
-    """Real time, whatever clock the bot's ticks run on (tests replay history)."""
+    """Real time: the default clock of the ticks, and always the clock of the
+    arrival window (tests replay history on a clock of their own)."""
     return time.time_ns() // 1_000_000

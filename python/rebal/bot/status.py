@@ -25,7 +25,7 @@ def status(bot: Bot) -> dict[str, Any]:
     """The portfolio now, at the last step's prices."""
     e, pid = bot.engine, bot.portfolio_id
     p = e.book.portfolio(pid)
-    prices = {m.base: float(x) for m, x in zip(e.markets, bot.last_prices if bot.last_prices is not None else (e.prices if e.prices is not None else []))}
+    prices = {m.base: float(x) for m, x in zip(e.markets, e.prices if e.prices is not None else [])}
     acct = {k: v[0] for k, v in e.accounting([pid]).items()}
     value = float(acct["value"])
     assets = []
