@@ -255,7 +255,12 @@ fn probe_digest() {
 fn probe_speed() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    // PROBE_ONLY=target: the planner on the tick bench's kind of book alone (for perf).
+    let only_target = std::env::var("PROBE_ONLY").is_ok_and(|v| v == "target");
     for (name, mixed) in [("to target", false), ("mixed", true)] {
+        if only_target && mixed {
+            return;
+        }
         let (markets, prices, quotes, owned) = setup(99, 20_000, 1.0, mixed);
         let book = owned.book();
         let strategies: Vec<_> = (0..book.len()).map(|i| book.strategy(i).expect("valid")).collect();
