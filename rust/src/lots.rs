@@ -164,6 +164,27 @@ impl Amount {
     /// Whole lots of `step` in this amount, truncated toward zero.
     pub fn lots(self, step: Amount) -> i128 {
         debug_assert!(step.0 > 0);
+        // The usual case, a holding under ~1.7e20 units of a step under
+        // ~18 units: a float estimate corrected exactly with 64×64→128-bit
+        // products, cheaper than a hardware or software division.
+        if let (Ok(amount), Ok(step)) = (u128::try_from(self.0), u64::try_from(step.0)) {
+            // (u64 → f64 twice: u128 → f64 would be a software call.)
+            let amount_f = (amount >> 64) as u64 as f64 * 18_446_744_073_709_551_616.0 + amount as u64 as f64;
+            let estimate = amount_f / step as f64;
+            // Five roundings of at most 2^-53 each (under 6e-16 in all): under
+            // 1e15 lots the estimate is within one lot, so one correction makes
+            // it exact (no loop: LLVM vectorizes one into hundreds of instructions).
+            if estimate < 1.0e15 && step > 0 {
+                let (mut n, step) = (estimate as u64, step as u128);
+                if n as u128 * step > amount {
+                    n -= 1; // n ≥ 1 here: 0 lots never exceed an amount ≥ 0
+                } else if (n as u128 + 1) * step <= amount {
+                    n += 1;
+                }
+                debug_assert!(n as u128 * step <= amount && amount < (n as u128 + 1) * step);
+                return n as i128;
+            }
+        }
         match (u64::try_from(self.0), u64::try_from(step.0)) {
             (Ok(amount), Ok(step)) => (amount / step) as i128,
             _ if self.0 > 0 && step.0 > 0 && self.to_f64() / step.to_f64() < 9.0e15 => {
@@ -308,6 +329,26 @@ mod tests {
         assert_eq!(a("0.3").truncate_to(a("0.1")).to_string(), "0.3");
         assert_eq!(a("1.23456789").truncate_to(a("0.00001")).to_string(), "1.23456");
         assert_eq!(a("-1.25").truncate_to(a("0.1")).to_string(), "-1.2");
+    }
+
+    #[test]
+    fn lots_agree_with_exact_division() {
+        // Multiples of the step and one atom either side, across the fast
+        // path's range and past it (u64 and u128 amounts, coarse and fine steps).
+        let steps = [1i128, 7, 10_000_000_000, 1_000_000_000_000_000, 123_456_789_012_345_678, 18_000_000_000_000_000_000];
+        let counts = [0i128, 1, 2, 3, 999, 123_456_789, 999_999_999_999_999, 1_000_000_000_000_000, 9_000_000_000_000_001];
+        for &step in &steps {
+            for &n in &counts {
+                for delta in [-1i128, 0, 1] {
+                    let Some(atoms) = n.checked_mul(step).and_then(|x| x.checked_add(delta)) else { continue };
+                    if atoms < 0 {
+                        continue;
+                    }
+                    let (amount, step) = (Amount::from_atoms(atoms), Amount::from_atoms(step));
+                    assert_eq!(amount.lots(step), atoms / step.atoms(), "{atoms} / {}", step.atoms());
+                }
+            }
+        }
     }
 
     #[test]

@@ -244,13 +244,20 @@ impl Row {
     fn refusal(&self, lots: i64) -> Option<Refusal> {
         market::refusal(self.tradable, lots, self.min_lots_by_amount, self.min_lots, self.max_lots)
     }
+    /// Whether its market takes an order of `lots`: `refusal(lots).is_none()`
+    /// without a branch per rule (the hot loops mispredict those).
+    fn accepts(&self, lots: i64) -> bool {
+        // Each rule holds when its difference is ≥ 0, so all hold when the OR
+        // of the differences has no sign bit (LLVM turns `&&` chains and even
+        // `&` of comparisons back into branches). i128: no overflow.
+        let lots = i128::from(lots);
+        let (by_amount, min, max) = (i128::from(self.min_lots_by_amount), i128::from(self.min_lots), i128::from(self.max_lots));
+        self.tradable & (((lots - 1) | (lots - by_amount) | (lots - min) | (max - lots)) >= 0)
+    }
     /// Lots the next purchase must carry: the market minimum for a new leg, else one.
     fn increment(&self) -> i64 {
-        if self.buy == 0 {
-            self.min_lots
-        } else {
-            1
-        }
+        let new_leg = self.buy == 0;
+        i64::from(!new_leg) + i64::from(new_leg) * self.min_lots
     }
 }
 
@@ -274,9 +281,7 @@ const MAX_LOT_TOLERANCE: f64 = 1e-3;
 const MAX_FIXED_POINT_ROUNDS: usize = 64;
 
 fn to_lots(x: f64, mode: Rounding) -> i64 {
-    if !(x > 0.0) {
-        return 0;
-    }
+    // No branch: zero, negative and NaN `x` all end at 0 through `max(0.0)`.
     let tol = (LOT_TOLERANCE * x.max(1.0)).min(MAX_LOT_TOLERANCE);
     let lots = match mode {
         Rounding::Truncate => (x + tol).floor(),
@@ -431,7 +436,7 @@ impl Sizing<'_, '_> {
             let scale = (budget / cost).max(0.0);
             for row in rows.iter_mut() {
                 let scaled = (row.buy as f64 * scale).floor() as i64;
-                row.buy = if row.refusal(scaled).is_none() { scaled } else { 0 };
+                row.buy = if row.accepts(scaled) { scaled } else { 0 };
             }
         }
         // Top up, and give back sells whose cash no buy can use, against the
@@ -662,8 +667,8 @@ fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
         let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
         // A frozen asset does not trade at all (its weight measured on V′ < V
         // would otherwise "sell the fee drag").
-        let lots = if row.sell_blocked || row.frozen { 0 } else { wanted.min(row.held_lots).min(row.max_lots) };
-        let lots = if lots > 0 && row.refusal(lots).is_none() { lots } else { 0 };
+        let lots = wanted.min(row.held_lots).min(row.max_lots) * i64::from(!(row.sell_blocked | row.frozen));
+        let lots = lots * i64::from(row.accepts(lots));
         changed |= lots != row.sell;
         row.sell = lots;
     }
@@ -673,13 +678,10 @@ fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
 fn size_buys(rows: &mut [Row], v_after: f64, mode: Rounding) {
     for row in rows.iter_mut() {
         let above_box = |n: i64| row.value + n as f64 * row.lot_value > row.high * v_after;
-        row.wanted_buy = if row.sell > 0 || row.frozen {
-            0
-        } else {
-            lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box)
-        };
+        let wanted = lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box);
+        row.wanted_buy = wanted * i64::from(!((row.sell > 0) | row.frozen));
         let lots = row.wanted_buy.min(row.max_lots);
-        row.buy = if lots > 0 && row.refusal(lots).is_none() { lots } else { 0 };
+        row.buy = lots * i64::from(row.accepts(lots));
     }
 }
 
@@ -694,12 +696,14 @@ fn deficit(r: &Row, v_after: f64) -> f64 {
 /// more than float noise on a lot, and a new leg (which must carry the
 /// market minimum) does not overshoot by more than it corrects.
 fn worth_a_lot(r: &Row, deficit: f64) -> bool {
-    if r.frozen {
-        return false;
-    }
     let increment = r.increment();
-    let needed = if r.buy == 0 { (increment as f64 - LOT_TOLERANCE) * r.lot_value } else { LOT_TOLERANCE * r.lot_value };
-    r.buy + increment <= r.max_lots && deficit > needed
+    // Both comparisons, then a choice between the answers: a branch-free
+    // `deficit > if new leg { … } else { … }` (a float select is a branch).
+    let new_leg = r.buy == 0;
+    let covers_new_leg = deficit > (increment as f64 - LOT_TOLERANCE) * r.lot_value;
+    let covers_a_lot = deficit > LOT_TOLERANCE * r.lot_value;
+    let helps = (new_leg & covers_new_leg) | (!new_leg & covers_a_lot);
+    !r.frozen & (r.buy + increment <= r.max_lots) & helps
 }
 
 /// Spends `cash` on the assets furthest below their target: water-fills to a
@@ -713,12 +717,18 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
     // cannot take its next increment now never can later in this call: each
     // round filters the last round's candidates (kept in asset order), and
     // notes their deficits for the sorting and the comparisons.
+    // (A branch-free filter: which assets stay is data the predictor cannot learn.)
     fn candidates(open: &mut Vec<usize>, deficits: &mut [f64], rows: &[Row], v_after: f64, cash: f64) {
-        open.retain(|&i| {
+        let mut kept = 0;
+        for k in 0..open.len() {
+            let i = open[k];
             let r = &rows[i];
             deficits[i] = deficit(r, v_after);
-            r.tradable && r.sell == 0 && r.increment() as f64 * r.lot_cost <= cash && worth_a_lot(r, deficits[i])
-        });
+            let affordable = r.increment() as f64 * r.lot_cost <= cash;
+            open[kept] = i;
+            kept += usize::from(r.tradable & (r.sell == 0) & affordable & worth_a_lot(r, deficits[i]));
+        }
+        open.truncate(kept);
     }
     open.clear();
     open.extend(0..rows.len());
