@@ -5,7 +5,9 @@
 use crate::error::{CoreError, Result};
 use std::cmp::Ordering;
 
-use crate::lots::{cmp_notional, notional_at_least, Amount};
+use rust_decimal::Decimal;
+
+use crate::lots::{cmp_notional, notional_at_least, price_decimal, Amount};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Market {
@@ -148,6 +150,10 @@ pub struct Quote {
     /// Value of one lot at `price`.
     pub lot_value: f64,
     pub taker_fee: f64,
+    /// `price` and `taker_fee` as the exact decimals their shortest digits
+    /// spell (`None` past 28 digits): parsed once per tick, not per plan.
+    pub price_exact: Option<Decimal>,
+    pub taker_fee_exact: Option<Decimal>,
     /// Takes orders: the market is active and the price is usable.
     pub active: bool,
     /// Fewest lots the minimum amount allows (≥ 1).
@@ -170,6 +176,8 @@ impl Quote {
             step: market.step,
             lot_value: market.step.to_f64() * price,
             taker_fee: market.taker_fee,
+            price_exact: price_decimal(price),
+            taker_fee_exact: price_decimal(market.taker_fee),
             active: market.active && usable,
             min_lots_by_amount: by_amount,
             min_lots: if usable { clamp(market.min_lots(price)) } else { i64::MAX },

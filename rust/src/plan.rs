@@ -372,7 +372,7 @@ pub fn plan_into(
                 && r.min_lots.max(1) as f64 * r.lot_cost <= cash_after + doubt
                 && worth_a_lot(r, deficit(r, v_seen))
         });
-    if in_doubt && settle_exactly(p, quotes, rows, v_seen) {
+    if in_doubt && settle_exactly(p, quotes, params.fee_rate, rows, v_seen) {
         cash_after = cash + proceeds - buy_cost(rows);
     }
 
@@ -794,12 +794,18 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
 /// Redoes the end of the budget in exact decimals: takes lots back while
 /// cash would go negative, then tops up while a whole increment is
 /// affordable. Returns whether it could (amounts within 96 bits).
-fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &mut [Row], v_after: f64) -> bool {
-    // Each row's price and fee as exact decimals, once (they are parsed from text).
-    let Some(exact) = rows.iter().map(|r| Some((price_decimal(r.price)?, price_decimal(r.fee)?))).collect::<Option<Vec<_>>>()
-    else {
-        return false;
+fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], fee_rate: Option<f64>, rows: &mut [Row], v_after: f64) -> bool {
+    // Each row's price and fee as exact decimals: the quotes' (parsed once
+    // per tick), or the portfolio's own fee rate parsed once here.
+    let fee_override = match fee_rate.map(price_decimal) {
+        Some(None) => return false,
+        parsed => parsed.flatten(),
     };
+    let exact = p.assets.iter().map(|&a| {
+        let quote = &quotes[a as usize];
+        Some((quote.price_exact?, fee_override.or(quote.taker_fee_exact)?))
+    });
+    let Some(exact) = exact.collect::<Option<Vec<_>>>() else { return false };
     let Some(mut cash) = exact_cash_after(p, quotes, rows, &exact) else { return false };
     let exact_cost = |i: usize, lots: i64| -> Option<Decimal> {
         let amount = quotes[p.assets[i] as usize].lots_amount(lots).to_decimal()?;
