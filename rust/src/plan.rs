@@ -417,20 +417,30 @@ impl Sizing<'_, '_> {
         };
         let mut v_after = value;
         size_sells(rows, v_after, mode);
+        // (The proceeds depend on the sells alone: the last estimate's hold
+        // once the sells stop changing.)
+        let mut proceeds = None;
         for _ in 0..MAX_FIXED_POINT_ROUNDS {
-            v_after = estimate(rows, v_after).1;
+            let (sold, next) = estimate(rows, v_after);
+            v_after = next;
+            proceeds = Some(sold);
             if !size_sells(rows, v_after, mode) {
                 break;
             }
+            proceeds = None;
         }
-        let (proceeds, _) = estimate(rows, v_after);
+        let mut proceeds = proceeds.unwrap_or_else(|| estimate(rows, v_after).0);
 
         // 4. Buys within the budget, then the leftover topped up.
         let mut budget = cash - cash_dest * v_after + proceeds;
         size_buys(rows, v_after, mode);
-        let cost = buy_cost(rows);
+        let mut cost = buy_cost(rows);
         if cost > budget && mode == Rounding::Inward {
-            budget += fund_shortfall(rows, params, v_after, cost - budget);
+            let raised = fund_shortfall(rows, params, v_after, cost - budget);
+            if raised != 0.0 {
+                budget += raised;
+                proceeds = estimate(rows, v_after).0; // sells changed: summed again
+            }
         }
         if cost > budget {
             let scale = (budget / cost).max(0.0);
@@ -438,14 +448,13 @@ impl Sizing<'_, '_> {
                 let scaled = (row.buy as f64 * scale).floor() as i64;
                 row.buy = if row.accepts(scaled) { scaled } else { 0 };
             }
+            cost = buy_cost(rows);
         }
         // Top up, and give back sells whose cash no buy can use, against the
         // value a re-plan will see once these orders fill: V − the fees actually
         // planned − the bound on fees for the cash left. Repeat until it settles.
+        // (Only the top-up changes buys: their cost is summed once after it.)
         let mut v_seen = v_after;
-        let mut proceeds = estimate(rows, v_after).0;
-        // Only the top-up changes buys: their cost is summed once after it.
-        let mut cost = buy_cost(rows);
         for _ in 0..12 {
             let budget = cash - cash_dest * v_seen + proceeds;
             let spendable = (budget - cost).max(0.0);
