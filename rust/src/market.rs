@@ -223,6 +223,25 @@ fn ceil_div(a: i128, b: i128) -> i128 {
     }
 }
 
+/// The rule an order of `lots` breaks, in the order the exchanges check
+/// them, given a quote's limits (the planner keeps a copy per row).
+#[inline]
+pub(crate) fn refusal(active: bool, lots: i64, min_lots_by_amount: i64, min_lots: i64, max_lots: i64) -> Option<Refusal> {
+    if !active {
+        Some(Refusal::MarketInactive)
+    } else if lots <= 0 {
+        Some(Refusal::BelowStep)
+    } else if lots < min_lots_by_amount {
+        Some(Refusal::MinAmount)
+    } else if lots < min_lots {
+        Some(Refusal::MinNotional)
+    } else if lots > max_lots {
+        Some(Refusal::MaxAmount)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,24 +291,5 @@ mod tests {
         let mut m = btc();
         m.taker_fee = f64::NAN;
         assert_eq!(m.validate().expect_err("nan fee").field, "markets[BTC/USDT].taker_fee");
-    }
-}
-
-/// The rule an order of `lots` breaks, in the order the exchanges check
-/// them, given a quote's limits (the planner keeps a copy per row).
-#[inline]
-pub(crate) fn refusal(active: bool, lots: i64, min_lots_by_amount: i64, min_lots: i64, max_lots: i64) -> Option<Refusal> {
-    if !active {
-        Some(Refusal::MarketInactive)
-    } else if lots <= 0 {
-        Some(Refusal::BelowStep)
-    } else if lots < min_lots_by_amount {
-        Some(Refusal::MinAmount)
-    } else if lots < min_lots {
-        Some(Refusal::MinNotional)
-    } else if lots > max_lots {
-        Some(Refusal::MaxAmount)
-    } else {
-        None
     }
 }

@@ -203,6 +203,8 @@ struct Lists {
     /// The same, most underweight first.
     order: Vec<usize>,
     deficits: Vec<f64>,
+    /// Each holding's price and fee as exact decimals, for the exact settle.
+    exact: Vec<(Decimal, Decimal)>,
 }
 
 #[derive(Copy, Clone, Default)]
@@ -372,7 +374,7 @@ pub fn plan_into(
                 && r.min_lots.max(1) as f64 * r.lot_cost <= cash_after + doubt
                 && worth_a_lot(r, deficit(r, v_seen))
         });
-    if in_doubt && settle_exactly(p, quotes, params.fee_rate, rows, v_seen) {
+    if in_doubt && settle_exactly(p, quotes, params.fee_rate, rows, v_seen, &mut lists.exact) {
         cash_after = cash + proceeds - buy_cost(rows);
     }
 
@@ -436,7 +438,7 @@ impl Sizing<'_, '_> {
         size_buys(rows, v_after, mode);
         let mut cost = buy_cost(rows);
         if cost > budget && mode == Rounding::Inward {
-            let raised = fund_shortfall(rows, params, v_after, cost - budget);
+            let raised = fund_shortfall(rows, params, v_after, cost - budget, &mut lists.order);
             if raised != 0.0 {
                 budget += raised;
                 proceeds = estimate(rows, v_after).0; // sells changed: summed again
@@ -600,7 +602,7 @@ fn destination_weights(rows: &mut [Row], p: &PortfolioRef<'_>, params: &PlanPara
 /// the whole shortfall while staying inside their destination box, sells
 /// that much more of them (furthest above target first); returns the extra
 /// proceeds. Partial funding would only leave cash no buy can use.
-fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall: f64) -> f64 {
+fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall: f64, order: &mut Vec<usize>) -> f64 {
     let (Some(band), k) = (params.band, params.destination.band_fraction()) else { return 0.0 };
     let spare = |r: &Row| {
         let floor = (r.target - k * band.half_width(r.target)) * v_after;
@@ -612,11 +614,12 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
     if available < shortfall {
         return 0.0;
     }
-    let mut order: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].sell > 0).collect();
+    order.clear();
+    order.extend((0..rows.len()).filter(|&i| rows[i].sell > 0));
     let surplus = |r: &Row| r.value - r.sell as f64 * r.lot_value - r.target * v_after;
     order.sort_by(|&a, &b| cmp_f64(surplus(&rows[b]), surplus(&rows[a])));
     let (mut raised, mut shortfall) = (0.0, shortfall);
-    for i in order {
+    for &i in order.iter() {
         let r = &mut rows[i];
         let extra = ((shortfall / net(r)).ceil() as i64).min(spare(r));
         r.sell += extra;
@@ -719,7 +722,7 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
 /// common deficit level over the assets that can afford their next
 /// increment (repeated as assets drop out), then lot by lot.
 fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
-    let Lists { open, order, deficits } = lists;
+    let Lists { open, order, deficits, .. } = lists;
     deficits.clear();
     deficits.resize(rows.len(), 0.0);
     // Only a candidate's lots change and cash only falls, so an asset that
@@ -803,19 +806,28 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
 /// Redoes the end of the budget in exact decimals: takes lots back while
 /// cash would go negative, then tops up while a whole increment is
 /// affordable. Returns whether it could (amounts within 96 bits).
-fn settle_exactly(p: &PortfolioRef<'_>, quotes: &[Quote], fee_rate: Option<f64>, rows: &mut [Row], v_after: f64) -> bool {
+fn settle_exactly(
+    p: &PortfolioRef<'_>,
+    quotes: &[Quote],
+    fee_rate: Option<f64>,
+    rows: &mut [Row],
+    v_after: f64,
+    exact: &mut Vec<(Decimal, Decimal)>,
+) -> bool {
     // Each row's price and fee as exact decimals: the quotes' (parsed once
     // per tick), or the portfolio's own fee rate parsed once here.
     let fee_override = match fee_rate.map(price_decimal) {
         Some(None) => return false,
         parsed => parsed.flatten(),
     };
-    let exact = p.assets.iter().map(|&a| {
-        let quote = &quotes[a as usize];
-        Some((quote.price_exact?, fee_override.or(quote.taker_fee_exact)?))
-    });
-    let Some(exact) = exact.collect::<Option<Vec<_>>>() else { return false };
-    let Some(mut cash) = exact_cash_after(p, quotes, rows, &exact) else { return false };
+    exact.clear();
+    for &asset in p.assets {
+        let quote = &quotes[asset as usize];
+        let (Some(price), Some(fee)) = (quote.price_exact, fee_override.or(quote.taker_fee_exact)) else { return false };
+        exact.push((price, fee));
+    }
+    let exact = &exact[..];
+    let Some(mut cash) = exact_cash_after(p, quotes, rows, exact) else { return false };
     let exact_cost = |i: usize, lots: i64| -> Option<Decimal> {
         let amount = quotes[p.assets[i] as usize].lots_amount(lots).to_decimal()?;
         let (price, fee) = exact[i];
