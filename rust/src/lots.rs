@@ -162,6 +162,7 @@ impl Amount {
     }
 
     /// Whole lots of `step` in this amount, truncated toward zero.
+    #[inline]
     pub fn lots(self, step: Amount) -> i128 {
         debug_assert!(step.0 > 0);
         // The usual case, a holding under ~1.7e20 units of a step under
@@ -185,6 +186,13 @@ impl Amount {
                 return n as i128;
             }
         }
+        self.lots_rare(step)
+    }
+
+    /// [`Amount::lots`] past the float estimate's range, or of a negative amount.
+    #[cold]
+    #[inline(never)]
+    fn lots_rare(self, step: Amount) -> i128 {
         match (u64::try_from(self.0), u64::try_from(step.0)) {
             (Ok(amount), Ok(step)) => (amount / step) as i128,
             _ if self.0 > 0 && step.0 > 0 && self.to_f64() / step.to_f64() < 9.0e15 => {

@@ -255,11 +255,11 @@ fn probe_digest() {
 fn probe_speed() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-    // PROBE_ONLY=target: the planner on the tick bench's kind of book alone (for perf).
-    let only_target = std::env::var("PROBE_ONLY").is_ok_and(|v| v == "target");
+    // PROBE_ONLY=target or mixed: the planner alone on that kind of book (for perf and cachegrind).
+    let only = std::env::var("PROBE_ONLY").ok();
     for (name, mixed) in [("to target", false), ("mixed", true)] {
-        if only_target && mixed {
-            return;
+        if only.as_deref().is_some_and(|kind| (kind == "mixed") != mixed) {
+            continue;
         }
         let (markets, prices, quotes, owned) = setup(99, 20_000, 1.0, mixed);
         let book = owned.book();
@@ -287,6 +287,9 @@ fn probe_speed() {
         }
         eprintln!("plan_into, {name}: {:.3} us/plan (best of {rounds})", best * 1e6 / book.len() as f64);
         drop((markets, prices));
+    }
+    if only.is_some() {
+        return;
     }
     for (name, mixed) in [("to target", false), ("mixed", true)] {
         let (markets, prices, _, owned) = setup(5, 200_000, 0.1, mixed);
