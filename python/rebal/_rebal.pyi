@@ -178,6 +178,17 @@ def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> 
     """Value of every portfolio by slot (active or not): cash + sum of
     amount * price. NaN where a non-zero holding's price is NaN."""
 
+def hold_values(
+    hold_asset: NDArray[np.int32],
+    hold_amount: NDArray[np.float64],
+    hold_cash: NDArray[np.float64],
+    prices: NDArray[np.float64],
+    slots: NDArray[np.int64] | None = None,
+) -> NDArray[np.float64]:
+    """Value of the hold benchmark of `slots` (default: all) at `prices`:
+    the baskets (asset -1: an unused column) plus the cash, the floats
+    numpy's `(amount * price[asset]).sum(axis=1) + cash` gives."""
+
 def add_amounts(words: NDArray[np.int64], rows: NDArray[np.int64], deltas: NDArray[np.int64], field: str) -> None:
     """Adds `deltas` ((m, 2) int64 words, signed) to the exact amounts at
     `rows` of `words` ((n, 2) int64, changed in place); repeated rows

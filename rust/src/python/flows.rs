@@ -170,6 +170,30 @@ pub fn values<'py>(py: Python<'py>, columns: &Bound<'py, PyDict>, prices: PyRead
     Ok(PyArray1::from_vec(py, values))
 }
 
+/// Value of the hold benchmark of `slots` (default: every slot) at `prices`
+/// (see `crate::hold`): the baskets `hold_asset`, `hold_amount` ((n, width)
+/// each) plus `hold_cash`.
+#[pyfunction]
+#[pyo3(signature = (hold_asset, hold_amount, hold_cash, prices, slots=None))]
+pub fn hold_values<'py>(
+    py: Python<'py>,
+    hold_asset: PyReadonlyArray2<'py, i32>,
+    hold_amount: PyReadonlyArray2<'py, f64>,
+    hold_cash: PyReadonlyArray1<'py, f64>,
+    prices: PyReadonlyArray1<'py, f64>,
+    slots: Option<PyReadonlyArray1<'py, i64>>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let width = hold_amount.shape()[1];
+    let (asset, amount) = (slice(py, &hold_asset, "hold_asset")?, slice(py, &hold_amount, "hold_amount")?);
+    let (cash, prices) = (slice(py, &hold_cash, "hold_cash")?, slice(py, &prices, "prices")?);
+    let slots: Vec<usize> = match &slots {
+        Some(slots) => slots.as_array().iter().map(|&s| usize::try_from(s).unwrap_or(usize::MAX)).collect(),
+        None => (0..cash.len()).collect(),
+    };
+    let values = py.detach(|| guarded(|| crate::hold::basket_values(asset, amount, cash, width, &slots, prices)))?.or_raise(py)?;
+    Ok(PyArray1::from_vec(py, values))
+}
+
 /// Adds `deltas` ((m, 2) int64 words, signed) to the exact amounts at `rows`
 /// of `words` ((n, 2) int64, written in place), all or nothing.
 #[pyfunction]
