@@ -170,9 +170,10 @@ def fill_in_full(
     amount: NDArray[np.int64],
     price: NDArray[np.float64],
     fee_rate: NDArray[np.float64],
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Orders filled in full, exactly: writes the new cash (by slot) and holdings (by row) in place,
-    all or nothing, with their float copies, and returns each fill's cost and fee as (k, 2) words."""
+    all or nothing, with their float copies, and returns each fill's cost and fee as floats
+    (the exact amounts as `amount_floats` gives them)."""
 
 def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> NDArray[np.float64]:
     """Value of every portfolio by slot (active or not): cash + sum of
