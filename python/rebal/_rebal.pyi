@@ -170,13 +170,25 @@ def fill_in_full(
     amount: NDArray[np.int64],
     price: NDArray[np.float64],
     fee_rate: NDArray[np.float64],
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Orders filled in full, exactly: writes the new cash (by slot) and holdings (by row) in place,
-    all or nothing, with their float copies, and returns each fill's cost and fee as (k, 2) words."""
+    all or nothing, with their float copies, and returns each fill's cost and fee as floats
+    (the exact amounts as `amount_floats` gives them)."""
 
 def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> NDArray[np.float64]:
     """Value of every portfolio by slot (active or not): cash + sum of
     amount * price. NaN where a non-zero holding's price is NaN."""
+
+def hold_values(
+    hold_asset: NDArray[np.int32],
+    hold_amount: NDArray[np.float64],
+    hold_cash: NDArray[np.float64],
+    prices: NDArray[np.float64],
+    slots: NDArray[np.int64] | None = None,
+) -> NDArray[np.float64]:
+    """Value of the hold benchmark of `slots` (default: all) at `prices`:
+    the baskets (asset -1: an unused column) plus the cash, the floats
+    numpy's `(amount * price[asset]).sum(axis=1) + cash` gives."""
 
 def add_amounts(words: NDArray[np.int64], rows: NDArray[np.int64], deltas: NDArray[np.int64], field: str) -> None:
     """Adds `deltas` ((m, 2) int64 words, signed) to the exact amounts at

@@ -408,7 +408,7 @@ class Book:
         with the free cash of the slots in `invest` (never selling), and sells
         every holding of the slots in `exit`, all in one parallel pass. The
         orders carry their `purpose`; commits as `tick` does."""
-        action = (scan.status == Status.REBALANCE).astype(np.uint8)
+        action = (scan.status == Status.REBALANCE.value).astype(np.uint8)
         for slots, code in ((invest, ACTION_INVEST), (exit, ACTION_EXIT)):
             if slots is not None:
                 action[_int_column(slots, np.int64, "slots")] = code

@@ -277,16 +277,18 @@ class Engine:
         stage = s["stage"]
         self.orders.prune()
 
+        # Enum members are compared as `.value`, a plain int: numpy compares a
+        # column with an int subclass several times slower (it casts the column).
         # What can fail comes first: the scan checks the prices of what is
         # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
         free = ~book.column("locked")
-        ending = np.flatnonzero((stage == Stage.TERMINATING) & free)
+        ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
         waiting = np.flatnonzero(s["pending_invest"] & free)
         _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
         self.now_ms, self.prices = now_ms, prices
         value, status = scan.value, scan.status
-        active = status != Status.INACTIVE
+        active = status != Status.INACTIVE.value
         exits.track_drawdown(s, value, active)
 
         # Take-profit / stop-loss; an exit instead of a rebalance.
@@ -300,17 +302,17 @@ class Engine:
 
         # Auto-invest: a rebalance first, new money at the next tick.
         ready = auto_invest.ready(s, now_ms)
-        ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE) & (stage[ready] == Stage.ACTIVE)]
+        ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
         self._auto_invest(ready, value, now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
-        ending = np.flatnonzero((stage == Stage.TERMINATING) & free)
+        ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
         self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
         refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
         self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
         selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
         investing = np.flatnonzero(s["pending_invest"] & free)
-        investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING) | (stage[investing] == Stage.ACTIVE))]
+        investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
 
         batch = book.plan(scan, invest=investing, exit=selling)
         s["pending_invest"][investing] = False
@@ -603,17 +605,17 @@ class Engine:
         finish (the rest is returned in kind); funding whose money buys
         nothing (all below the market minimums) is active anyway."""
         slots, counts, first = rounds
-        rebalancing = batch.purpose[first] == Purpose.REBALANCE
+        rebalancing = batch.purpose[first] == Purpose.REBALANCE.value
         self._events.add(EventKind.REBALANCE_STARTED, self.book.ids[slots[rebalancing]], now_ms, value=counts[rebalancing])
         finished = np.setdiff1d(selling, slots, assume_unique=True) if len(selling) else selling
         if len(finished):
             # What stays behind is returned in kind: say why (a suspended market, or dust).
             skipped = batch.skipped
-            inactive = (skipped.purpose == Purpose.EXIT) & (batch.skip_reason == SKIP_REASONS.index("market_inactive"))
+            inactive = (skipped.purpose == Purpose.EXIT.value) & (batch.skip_reason == SKIP_REASONS.index("market_inactive"))
             inactive_rows = self.book.column("start")[skipped.portfolio[inactive]] + skipped.leg[inactive]
             self._finish(finished, now_ms, inactive_rows=inactive_rows)
         s = self.state
-        funding = investing[s["stage"][investing] == Stage.FUNDING]
+        funding = investing[s["stage"][investing] == Stage.FUNDING.value]
         if len(funding):
             self._activate(np.setdiff1d(funding, slots, assume_unique=True), now_ms)
 
@@ -704,16 +706,16 @@ class Engine:
             return
         book.lock_slots(slots, False)
         purpose, filled, short = s["round_purpose"][slots], s["round_filled"][slots], s["round_short"][slots]
-        rebalance = purpose == Purpose.REBALANCE
+        rebalance = purpose == Purpose.REBALANCE.value
         rebalanced = slots[rebalance & filled]
         s["rebalances"][rebalanced] += 1
         self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
         book._portfolios["last_rebalance_ms"][slots[rebalance & (short | ~filled)]] = NEVER
-        s["exit_refusals"][slots[(purpose == Purpose.EXIT) & s["round_refused"][slots]]] += 1
-        invest = purpose == Purpose.INVEST
-        live = (s["stage"][slots] == Stage.FUNDING) | (s["stage"][slots] == Stage.ACTIVE)
+        s["exit_refusals"][slots[(purpose == Purpose.EXIT.value) & s["round_refused"][slots]]] += 1
+        invest = purpose == Purpose.INVEST.value
+        live = (s["stage"][slots] == Stage.FUNDING.value) | (s["stage"][slots] == Stage.ACTIVE.value)
         s["pending_invest"][slots[invest & short & live]] = True
-        self._activate(slots[invest & ~short & (s["stage"][slots] == Stage.FUNDING)], now_ms)
+        self._activate(slots[invest & ~short & (s["stage"][slots] == Stage.FUNDING.value)], now_ms)
 
     def _values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Value of a few portfolios at `prices` (an unpriced asset not held is worth 0)."""
@@ -725,11 +727,14 @@ class Engine:
         return values
 
     def _hold_values_of(self, slots: npt.NDArray[np.int64] | slice, prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Value of the hold benchmark of `slots` (or a slice of them: views, no copies) at `prices`."""
+        """Value of the hold benchmark of `slots` (or a slice of them) at `prices`, in one pass in Rust."""
         s = self.state
-        priced = np.append(prices, 0.0)  # asset -1 (an unused column) is worth nothing
-        worth: npt.NDArray[np.float64] = (s["hold_amount"][slots] * priced[s["hold_asset"][slots]]).sum(axis=1) + s["hold_cash"][slots]
-        return worth
+        chosen: npt.NDArray[np.int64] | None = None  # None: every slot
+        if not isinstance(slots, slice):
+            chosen = np.ascontiguousarray(slots, dtype=np.int64)
+        elif slots != slice(None):
+            chosen = np.arange(s.length, dtype=np.int64)[slots]
+        return _rebal.hold_values(s["hold_asset"], s["hold_amount"], s["hold_cash"], np.ascontiguousarray(prices, dtype=np.float64), chosen)
 
 
 # ---------------------------------------------------------------------- helpers

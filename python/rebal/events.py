@@ -146,7 +146,7 @@ def _column(value: npt.ArrayLike, dtype: Any, n: int) -> np.ndarray:
     """One value per event: a scalar repeated, or the n values given
     (`np.full` and a plain check: a tick adds a few chunks, and
     `np.broadcast_to` costs more than the copy it saves)."""
-    array = np.asarray(value, dtype)
+    array = np.asarray(int(value) if isinstance(value, enum.IntEnum) else value, dtype)  # an IntEnum converts slowly
     if array.ndim == 0:
         return np.full(n, array, dtype)
     return array if array.shape == (n,) else np.broadcast_to(array, (n,))
@@ -183,7 +183,7 @@ class EventLog:
             return
         self._chunks.append(
             {
-                "kind": np.full(n, kind, np.uint8),
+                "kind": np.full(n, int(kind), np.uint8),  # an int: numpy converts an IntEnum slowly
                 "portfolio_id": ids,
                 "time_ms": np.full(n, time_ms, np.int64),
                 "asset": _column(asset, np.int32, n),

@@ -53,9 +53,9 @@ def apply_full_fills(
     if stop <= first:
         return
     book, s, t = engine.book, engine.state, engine.orders
-    fresh = (t["status"][rows] <= OrderStatus.PARTIALLY_FILLED) & ~(t["filled"][rows] != 0).any(axis=1)
-    if not fresh.all():
-        k = int(np.argmax(~fresh))
+    status, filled = t["status"][rows], t["filled"][rows]
+    if (status > OrderStatus.PARTIALLY_FILLED.value).any() or filled.any():  # two passes; the row only for an error
+        k = int(np.argmax((status > OrderStatus.PARTIALLY_FILLED.value) | (filled != 0).any(axis=1)))
         raise FillError(f"fills[{k}]: order row {first + k} is not open and unfilled", field=f"fills[{k}]", value=first + k)
     ids = t["portfolio_id"][rows]
     if len(slots) != stop - first or slots.max() >= len(book.ids) or not np.array_equal(book.ids[slots], ids):
@@ -65,8 +65,7 @@ def apply_full_fills(
     buy = t["side"][rows] == SIDE_BUY
     amount_words = np.ascontiguousarray(t["amount"][rows])
     p, h = book._portfolios, book._holdings
-    cost_words, fee_words = _rebal.fill_in_full(p["cash"], h["amount"], p["cash_float"], h["amount_float"], slots, holdings, buy, amount_words, prices, fee_rates)
-    cost, fee, amount = (_rebal.amount_floats(w) for w in (cost_words, fee_words, amount_words))
+    cost, fee = _rebal.fill_in_full(p["cash"], h["amount"], p["cash_float"], h["amount_float"], slots, holdings, buy, amount_words, prices, fee_rates)
     n = s.length
 
     def per_slot(where: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -76,11 +75,14 @@ def apply_full_fills(
     fees_paid, turnover_paid, hold_cash, round_open = s["fees_paid"], s["turnover"], s["hold_cash"], s["round_open"]
     fees_paid += per_slot(slots, fee)  # views: added in place
     purpose = t["purpose"][rows]
-    turnover = purpose == Purpose.REBALANCE
-    turnover_paid += per_slot(slots[turnover], cost[turnover])
-    bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys (one leg per holding)
+    turnover = purpose == Purpose.REBALANCE.value
+    if turnover.all():  # most ticks: rebalances alone, no copies to pick them out
+        turnover_paid += per_slot(slots, cost)
+    else:
+        turnover_paid += per_slot(slots[turnover], cost[turnover])
+    bought = purpose == Purpose.INVEST.value  # the hold benchmark makes the same buys (one leg per holding)
     if bought.any():  # new money: a few ticks of a run
-        s["hold_amount"][slots[bought], legs[bought]] += amount[bought]
+        s["hold_amount"][slots[bought], legs[bought]] += _rebal.amount_floats(np.ascontiguousarray(amount_words[bought]))
         hold_cash += per_slot(slots[bought], -(cost[bought] + fee[bought]))
     s["round_filled"][slots] = True
     t["filled"][rows] = amount_words
@@ -129,9 +131,9 @@ def _apply(
     as_float = exact.floats
     np.add.at(s["fees_paid"], slots, as_float(quote_fee) + as_float(base_fee) * price)
     purpose = t["purpose"][rows]
-    turnover = purpose == Purpose.REBALANCE
+    turnover = purpose == Purpose.REBALANCE.value
     np.add.at(s["turnover"], slots[turnover], as_float(cost[turnover]))
-    bought = purpose == Purpose.INVEST  # the hold benchmark makes the same buys
+    bought = purpose == Purpose.INVEST.value  # the hold benchmark makes the same buys
     np.add.at(s["hold_amount"], (slots[bought], legs[bought]), as_float(coin[bought]))
     np.add.at(s["hold_cash"], slots[bought], as_float(cash[bought]))
     s["round_filled"][slots] = True

@@ -121,7 +121,7 @@ class OrderTable:
         t = self.table
         if not t.length:
             return
-        keep = t["status"] <= OrderStatus.PARTIALLY_FILLED
+        keep = t["status"] <= OrderStatus.PARTIALLY_FILLED.value
         if self.keep_history:
             keep |= t["dirty"]
         if keep.all():
@@ -160,7 +160,7 @@ class OrderTable:
         return [client_id_key(p, e, g) for p, e, g in zip(t["portfolio_id"][rows].tolist(), t["epoch"][rows].tolist(), t["leg"][rows].tolist())]
 
     def open_rows(self) -> npt.NDArray[np.int64]:
-        return np.flatnonzero(self.table["status"] <= OrderStatus.PARTIALLY_FILLED)
+        return np.flatnonzero(self.table["status"] <= OrderStatus.PARTIALLY_FILLED.value)
 
     def dirty_rows(self) -> npt.NDArray[np.int64]:
         return np.flatnonzero(self.table["dirty"])

@@ -8,6 +8,7 @@ pub mod book;
 pub mod error;
 pub mod fills;
 pub mod flows;
+pub mod hold;
 pub mod lots;
 pub mod market;
 pub mod plan;

@@ -34,14 +34,23 @@ class Stream:
         if not self.started:
             self.first, self.last, self.started = values.copy(), values.copy(), True
             return
+        # In place where it can be (a sweep adds thousands of series a tick); the same operations.
         base = self.last + (0.0 if inflow is None else inflow)
+        priced = base > 0
+        priced &= values > 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where((base > 0) & (values > 0), np.log(values / base), 0.0)
+            r = np.divide(values, base)
+            np.log(r, out=r)
+        np.copyto(r, 0.0, where=~priced)
         self.growth += r
-        self.sum_sq += r * r
+        r *= r
+        self.sum_sq += r
         self.count += 1
         np.maximum(self.peak, self.growth, out=self.peak)
-        np.maximum(self.max_drawdown, 1 - np.exp(self.growth - self.peak), out=self.max_drawdown)
+        drawdown = np.subtract(self.growth, self.peak)
+        np.exp(drawdown, out=drawdown)
+        np.subtract(1, drawdown, out=drawdown)
+        np.maximum(self.max_drawdown, drawdown, out=self.max_drawdown)
         self.last = values.copy()
 
     def result(self, duration_ms: float, interval_ms: float) -> dict[str, npt.NDArray[np.float64]]:

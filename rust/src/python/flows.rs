@@ -107,7 +107,7 @@ pub fn check_prices<'py>(
 /// writes the new cash ((n, 2) words by slot) and holdings ((m, 2) words by
 /// row) in place, all or nothing, and their float copies (`cash_float`,
 /// `amount_float`: `Amount::to_f64`, as `amount_floats`); returns each
-/// fill's cost and fee as (k, 2) words.
+/// fill's cost and fee as those floats (what the accounting adds up).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 pub fn fill_in_full<'py>(
@@ -122,7 +122,7 @@ pub fn fill_in_full<'py>(
     amount: PyReadonlyArray2<'py, i64>,
     price: PyReadonlyArray1<'py, f64>,
     fee_rate: PyReadonlyArray1<'py, f64>,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
     let bad = |name: &str| to_pyerr(py, CoreError::config(name, "read-only or strided", "must be a writable contiguous (n, 2) array"));
     let mut cash = cash.try_readwrite().map_err(|_| bad("cash"))?;
     let mut holdings = holdings.try_readwrite().map_err(|_| bad("holdings"))?;
@@ -146,18 +146,18 @@ pub fn fill_in_full<'py>(
     let (costs, fees) = py
         .detach(|| {
             guarded(|| {
-                let done = crate::fills::fill_in_full(cash, holdings, &fills)?;
+                let (costs, fees) = crate::fills::fill_in_full(cash, holdings, &fills)?;
                 for (&slot, &row) in fills.slots.iter().zip(fills.rows) {
                     let (slot, row) = (slot as usize, row as usize); // checked by the fills
                     cash_float[slot] = amount_at(cash, slot).to_f64();
                     amount_float[row] = amount_at(holdings, row).to_f64();
                 }
-                Ok(done)
+                let floats = |words: &[i64]| (0..words.len() / 2).map(|i| amount_at(words, i).to_f64()).collect::<Vec<f64>>();
+                Ok((floats(&costs), floats(&fees)))
             })
         })?
         .or_raise(py)?;
-    let n = costs.len() / 2;
-    Ok((PyArray1::from_vec(py, costs).reshape([n, 2])?.into_any(), PyArray1::from_vec(py, fees).reshape([n, 2])?.into_any()))
+    Ok((PyArray1::from_vec(py, costs), PyArray1::from_vec(py, fees)))
 }
 
 /// Value of every portfolio (by slot): cash + Σ amount·price, as floats.
@@ -167,6 +167,30 @@ pub fn values<'py>(py: Python<'py>, columns: &Bound<'py, PyDict>, prices: PyRead
     let book = read.book(py)?;
     let prices = slice(py, &prices, "prices")?;
     let values = py.detach(|| guarded(|| flows::values(&book, prices)))?.or_raise(py)?;
+    Ok(PyArray1::from_vec(py, values))
+}
+
+/// Value of the hold benchmark of `slots` (default: every slot) at `prices`
+/// (see `crate::hold`): the baskets `hold_asset`, `hold_amount` ((n, width)
+/// each) plus `hold_cash`.
+#[pyfunction]
+#[pyo3(signature = (hold_asset, hold_amount, hold_cash, prices, slots=None))]
+pub fn hold_values<'py>(
+    py: Python<'py>,
+    hold_asset: PyReadonlyArray2<'py, i32>,
+    hold_amount: PyReadonlyArray2<'py, f64>,
+    hold_cash: PyReadonlyArray1<'py, f64>,
+    prices: PyReadonlyArray1<'py, f64>,
+    slots: Option<PyReadonlyArray1<'py, i64>>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let width = hold_amount.shape()[1];
+    let (asset, amount) = (slice(py, &hold_asset, "hold_asset")?, slice(py, &hold_amount, "hold_amount")?);
+    let (cash, prices) = (slice(py, &hold_cash, "hold_cash")?, slice(py, &prices, "prices")?);
+    let slots: Vec<usize> = match &slots {
+        Some(slots) => slots.as_array().iter().map(|&s| usize::try_from(s).unwrap_or(usize::MAX)).collect(),
+        None => (0..cash.len()).collect(),
+    };
+    let values = py.detach(|| guarded(|| crate::hold::basket_values(asset, amount, cash, width, &slots, prices)))?.or_raise(py)?;
     Ok(PyArray1::from_vec(py, values))
 }
 

@@ -33,6 +33,7 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flows::check_prices, m)?)?;
     m.add_function(wrap_pyfunction!(flows::fill_in_full, m)?)?;
     m.add_function(wrap_pyfunction!(flows::add_amounts, m)?)?;
+    m.add_function(wrap_pyfunction!(flows::hold_values, m)?)?;
     Ok(())
 }
 
