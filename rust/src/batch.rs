@@ -194,8 +194,6 @@ pub struct Batch {
 #[derive(Default)]
 struct Worker {
     scratch: Scratch,
-    /// Value of each holding of the portfolio being scanned.
-    values: Vec<f64>,
     assets: Vec<u32>,
     amounts: Vec<Amount>,
     legs: Vec<Leg>,
@@ -266,7 +264,7 @@ pub fn tick(
             let mut out = (LegColumns::default(), LegColumns::default());
             for k in 0..value.len() {
                 let i = c * chunk + k;
-                let (seen, found) = look(book, i, prices, now_ms, (last[k], next[k], lock[k]), &mut worker.values);
+                let (seen, found) = look(book, i, prices, now_ms, (last[k], next[k], lock[k]));
                 (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
                 let action = if found == Status::Rebalance { ACTION_REBALANCE } else { ACTION_NONE };
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
@@ -311,11 +309,11 @@ pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices:
         .zip(out.status.chunks_mut(chunk))
         .map(|(((value, dev), rel), status)| (value, dev, rel, status))
         .collect();
-    run_tasks(tasks, n < INLINE_PORTFOLIOS, Vec::new, |values, (c, (value, dev, rel, status))| {
+    run_tasks(tasks, n < INLINE_PORTFOLIOS, || (), |_, (c, (value, dev, rel, status))| {
         for k in 0..value.len() {
             let i = c * chunk + k;
             let cells = (state.last_rebalance_ms[i], state.next_check_ms[i], state.locked[i]);
-            let (seen, found) = look(book, i, prices, now_ms, cells, values);
+            let (seen, found) = look(book, i, prices, now_ms, cells);
             (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
         }
     });
@@ -434,14 +432,13 @@ fn look(
     prices: &[f64],
     now_ms: i64,
     (last, next, locked): (i64, i64, bool),
-    values: &mut Vec<f64>,
 ) -> (Scan, Status) {
     if !book.active[i] {
         return (Scan::default(), Status::Inactive);
     }
     // The scan needs only the band; the whole strategy is decoded for the
     // few portfolios that get planned.
-    let seen = scan_one(book, i, prices, book.band(i), values);
+    let seen = scan_one(book, i, prices, book.band(i));
     let due = book.trigger[i] != TRIGGER_CALENDAR || now_ms >= next;
     let status = if !(due && seen.breached) {
         Status::Idle
@@ -534,26 +531,24 @@ struct Scan {
 }
 
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
-fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>, values: &mut Vec<f64>) -> Scan {
+fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>) -> Scan {
     let rows = book.rows(i);
+    let targets = &book.target[rows.clone()];
+    // Each holding is valued twice, for the total and then for its weight:
+    // its row is in L1 by then, and that is cheaper than keeping the values.
+    let held = book.amount_float[rows.clone()].iter().zip(&book.asset[rows]).map(|(&amount, &asset)| amount * prices[asset as usize]);
     let cash = book.cash_float[i];
-    let mut value = cash;
-    values.clear();
-    for r in rows.clone() {
-        let held = book.amount_float[r] * prices[book.asset[r] as usize];
-        values.push(held);
-        value += held;
-    }
+    let value = held.clone().fold(cash, |value, held| value + held);
     let mut scan = Scan { value, deviation: 0.0, relative: 0.0, breached: band.is_none() };
-    if !(value > 0.0 && value.is_finite()) {
+    // Finite and > 0, said in two comparisons (`is_finite` compiles to more).
+    if !(value > 0.0 && value < f64::INFINITY) {
         scan.value = if value.is_finite() { value } else { 0.0 };
         scan.breached = false;
         return scan;
     }
     let cash_target = book.cash_target[i];
     let cash_row = (cash_target > 0.0).then_some((cash, cash_target));
-    let held = values.iter().copied().zip(book.target[rows].iter().copied()).chain(cash_row);
-    let drift = Drift::measure(held, value, band);
+    let drift = Drift::measure(held.zip(targets.iter().copied()).chain(cash_row), value, band);
     (scan.deviation, scan.relative, scan.breached) = (drift.deviation, drift.relative, band.is_none() || drift.breached);
     scan
 }
