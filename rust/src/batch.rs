@@ -107,6 +107,24 @@ impl LegColumns {
         self.portfolio.is_empty()
     }
 
+    /// Columns with room for `n` legs each.
+    fn with_capacity(n: usize) -> LegColumns {
+        LegColumns {
+            portfolio: Vec::with_capacity(n),
+            portfolio_id: Vec::with_capacity(n),
+            leg: Vec::with_capacity(n),
+            asset: Vec::with_capacity(n),
+            side: Vec::with_capacity(n),
+            lots: Vec::with_capacity(n),
+            amount: Vec::with_capacity(2 * n),
+            price: Vec::with_capacity(n),
+            notional: Vec::with_capacity(n),
+            fee: Vec::with_capacity(n),
+            epoch: Vec::with_capacity(n),
+            purpose: Vec::with_capacity(n),
+        }
+    }
+
     /// Gives the legs pushed since the last tag their purpose.
     pub(crate) fn tag(&mut self, purpose: u8) {
         self.purpose.resize(self.portfolio.len(), purpose);
@@ -138,46 +156,33 @@ impl LegColumns {
         self.amount.extend(amount_words(amount));
     }
 
-    /// The chunks' columns end to end, copied in parallel.
-    pub(crate) fn concat(parts: &[LegColumns]) -> LegColumns {
-        LegColumns {
-            portfolio: gather(parts, |p| &p.portfolio),
-            portfolio_id: gather(parts, |p| &p.portfolio_id),
-            leg: gather(parts, |p| &p.leg),
-            asset: gather(parts, |p| &p.asset),
-            side: gather(parts, |p| &p.side),
-            lots: gather(parts, |p| &p.lots),
-            amount: gather(parts, |p| &p.amount),
-            price: gather(parts, |p| &p.price),
-            notional: gather(parts, |p| &p.notional),
-            fee: gather(parts, |p| &p.fee),
-            epoch: gather(parts, |p| &p.epoch),
-            purpose: gather(parts, |p| &p.purpose),
-        }
+    /// Tasks that fill each column of `out` with the `parts`' columns end to end.
+    fn copies<'a>(parts: &'a [LegColumns], out: &'a mut LegColumns) -> Vec<Box<dyn FnOnce() + Send + 'a>> {
+        let LegColumns { portfolio, portfolio_id, leg, asset, side, lots, amount, price, notional, fee, epoch, purpose } = out;
+        vec![
+            Box::new(move || *portfolio = gather(parts, |p| &p.portfolio)),
+            Box::new(move || *portfolio_id = gather(parts, |p| &p.portfolio_id)),
+            Box::new(move || *leg = gather(parts, |p| &p.leg)),
+            Box::new(move || *asset = gather(parts, |p| &p.asset)),
+            Box::new(move || *side = gather(parts, |p| &p.side)),
+            Box::new(move || *lots = gather(parts, |p| &p.lots)),
+            Box::new(move || *amount = gather(parts, |p| &p.amount)),
+            Box::new(move || *price = gather(parts, |p| &p.price)),
+            Box::new(move || *notional = gather(parts, |p| &p.notional)),
+            Box::new(move || *fee = gather(parts, |p| &p.fee)),
+            Box::new(move || *epoch = gather(parts, |p| &p.epoch)),
+            Box::new(move || *purpose = gather(parts, |p| &p.purpose)),
+        ]
     }
 }
 
-/// One column of every part, end to end; each part copied by its own task.
-fn gather<T: Copy + Default + Send + Sync>(parts: &[LegColumns], get: fn(&LegColumns) -> &[T]) -> Vec<T> {
-    let total = parts.iter().map(|p| get(p).len()).sum();
-    let mut out = vec![T::default(); total];
-    let mut rest = out.as_mut_slice();
-    let mut pieces = Vec::with_capacity(parts.len());
-    for part in parts {
-        let (head, tail) = rest.split_at_mut(get(part).len());
-        pieces.push((head, get(part)));
-        rest = tail;
-    }
-    if total < INLINE_COPY {
-        pieces.into_iter().for_each(|(to, from)| to.copy_from_slice(from));
-    } else {
-        pieces.into_par_iter().for_each(|(to, from)| to.copy_from_slice(from));
-    }
-    out
+/// One column of every part, end to end, written once: the column is
+/// allocated, not zero-filled, and each part appended.
+fn gather<T: Copy>(parts: &[LegColumns], get: fn(&LegColumns) -> &[T]) -> Vec<T> {
+    let mut column = Vec::with_capacity(parts.iter().map(|p| get(p).len()).sum());
+    parts.iter().for_each(|part| column.extend_from_slice(get(part)));
+    column
 }
-
-/// Below this many values a column is copied on the calling thread (see [`INLINE_PORTFOLIOS`]).
-const INLINE_COPY: usize = 1 << 16;
 
 /// Everything one tick produced.
 #[derive(Default, Debug, Clone, PartialEq)]
@@ -244,31 +249,30 @@ pub fn tick(
     let mut batch = Batch { portfolios: Scanned::sized(book.len()), ..Batch::default() };
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let chunk = chunk_size(book.len());
-    let found = &mut batch.portfolios;
-    let tasks: Vec<_> = found
-        .value
+    let tasks: Vec<_> = batch
+        .portfolios
         .chunks_mut(chunk)
-        .zip(found.max_deviation.chunks_mut(chunk))
-        .zip(found.max_relative_deviation.chunks_mut(chunk))
-        .zip(found.status.chunks_mut(chunk))
         .zip(last_rebalance_ms.chunks_mut(chunk))
         .zip(next_check_ms.chunks_mut(chunk))
         .zip(locked.chunks_mut(chunk))
         .zip(epoch.chunks_mut(chunk))
-        .map(|(((((((value, dev), rel), status), last), next), lock), epoch)| (value, dev, rel, status, last, next, lock, epoch))
+        .map(|((((found, last), next), lock), epoch)| (found, last, next, lock, epoch))
         .collect();
     // A fused tick plans as it scans: inline only when it is one chunk anyway.
     let inline = book.len() <= chunk;
     let parts: Vec<(LegColumns, LegColumns)> =
-        run_tasks(tasks, inline, Worker::default, |worker, (c, (value, dev, rel, status, last, next, lock, epoch))| {
-            let mut out = (LegColumns::default(), LegColumns::default());
-            for k in 0..value.len() {
-                let i = c * chunk + k;
-                let (seen, found) = look(book, i, prices, now_ms, (last[k], next[k], lock[k]));
-                (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
-                let action = if found == Status::Rebalance { ACTION_REBALANCE } else { ACTION_NONE };
+        run_tasks(tasks, inline, Worker::default, |worker, (c, (mut found, last, next, lock, epoch))| {
+            let first = c * chunk;
+            // The whole chunk is scanned, then its triggered portfolios are
+            // planned: the scan's loop stays tight, and the rows to plan are
+            // still in cache.
+            scan_chunk(book, first, prices, now_ms, StateRef { last_rebalance_ms: last, next_check_ms: next, locked: lock }, &mut found);
+            let status = found.status;
+            let mut out = reserve(book, first, status.len(), |k| status[k] == Status::Rebalance as u8);
+            for (k, status) in status.iter_mut().enumerate() {
+                let action = if *status == Status::Rebalance as u8 { ACTION_REBALANCE } else { ACTION_NONE };
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
-                act(book, i, action, &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
+                act(book, first + k, action, status, cells, &quotes, now_ms, commit, worker, &mut out);
             }
             out
         });
@@ -290,6 +294,24 @@ impl Scanned {
     fn sized(n: usize) -> Scanned {
         Scanned { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n] }
     }
+
+    /// The columns in chunks of `chunk` portfolios.
+    fn chunks_mut(&mut self, chunk: usize) -> impl Iterator<Item = Found<'_>> {
+        self.value
+            .chunks_mut(chunk)
+            .zip(self.max_deviation.chunks_mut(chunk))
+            .zip(self.max_relative_deviation.chunks_mut(chunk))
+            .zip(self.status.chunks_mut(chunk))
+            .map(|(((value, deviation), relative), status)| Found { value, deviation, relative, status })
+    }
+}
+
+/// One chunk of the [`Scanned`] columns.
+struct Found<'a> {
+    value: &'a mut [f64],
+    deviation: &'a mut [f64],
+    relative: &'a mut [f64],
+    status: &'a mut [u8],
 }
 
 /// Values every portfolio and checks its trigger, cooldown and lock,
@@ -301,21 +323,15 @@ pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices:
     quotes(book, markets, prices)?; // refuses a bad price of a held asset
     let mut out = Scanned::sized(n);
     let chunk = chunk_size(n);
-    let tasks: Vec<_> = out
-        .value
-        .chunks_mut(chunk)
-        .zip(out.max_deviation.chunks_mut(chunk))
-        .zip(out.max_relative_deviation.chunks_mut(chunk))
-        .zip(out.status.chunks_mut(chunk))
-        .map(|(((value, dev), rel), status)| (value, dev, rel, status))
-        .collect();
-    run_tasks(tasks, n < INLINE_PORTFOLIOS, || (), |_, (c, (value, dev, rel, status))| {
-        for k in 0..value.len() {
-            let i = c * chunk + k;
-            let cells = (state.last_rebalance_ms[i], state.next_check_ms[i], state.locked[i]);
-            let (seen, found) = look(book, i, prices, now_ms, cells);
-            (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
-        }
+    let tasks: Vec<_> = out.chunks_mut(chunk).collect();
+    run_tasks(tasks, n < INLINE_PORTFOLIOS, || (), |_, (c, mut found)| {
+        let rows = c * chunk..c * chunk + found.status.len();
+        let seen = StateRef {
+            last_rebalance_ms: &state.last_rebalance_ms[rows.clone()],
+            next_check_ms: &state.next_check_ms[rows.clone()],
+            locked: &state.locked[rows.clone()],
+        };
+        scan_chunk(book, rows.start, prices, now_ms, seen, &mut found);
     });
     Ok(out)
 }
@@ -361,7 +377,7 @@ pub fn plan(
     let inline = action.iter().filter(|&&a| a != ACTION_NONE).count() < INLINE_PLANS;
     let parts: Vec<(LegColumns, LegColumns)> =
         run_tasks(tasks, inline, Worker::default, |worker, (c, (action, status, last, next, lock, epoch))| {
-            let mut out = (LegColumns::default(), LegColumns::default());
+            let mut out = reserve(book, c * chunk, action.len(), |k| action[k] != ACTION_NONE);
             for k in 0..action.len() {
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
                 act(book, c * chunk + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
@@ -407,13 +423,33 @@ fn plan_quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64], action: &
     Ok(all)
 }
 
+/// The chunks' orders and skips, each column end to end. A column is one
+/// copying task, so the two dozen columns keep every core busy (a Book of
+/// one chunk hands its columns over as they are).
 pub(crate) fn gather_parts(parts: Vec<(LegColumns, LegColumns)>, inline: bool) -> (LegColumns, LegColumns) {
+    let parts = match <[_; 1]>::try_from(parts) {
+        Ok([only]) => return only,
+        Err(parts) => parts,
+    };
     let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let mut out = (LegColumns::default(), LegColumns::default());
+    let mut copies = LegColumns::copies(&orders, &mut out.0);
+    copies.extend(LegColumns::copies(&skips, &mut out.1));
     if inline {
-        (LegColumns::concat(&orders), LegColumns::concat(&skips))
+        copies.into_iter().for_each(|copy| copy());
     } else {
-        rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips))
+        rayon::scope(|s| copies.into_iter().for_each(|copy| s.spawn(move |_| copy())));
     }
+    out
+}
+
+/// Room for the orders and skips of the `count` portfolios from `first`
+/// that `plans` picks (by position from `first`), so a chunk's columns
+/// rarely grow as they are written: a rebalance sends at most one order per
+/// holding (SPEC §2) and skips fewer legs than it sends.
+fn reserve(book: &BookRef<'_>, first: usize, count: usize, plans: impl Fn(usize) -> bool) -> (LegColumns, LegColumns) {
+    let rows: usize = (0..count).filter(|&k| plans(k)).map(|k| book.rows(first + k).len()).sum();
+    (LegColumns::with_capacity(rows), LegColumns::with_capacity(rows / 2))
 }
 
 /// The state cells of one portfolio that a plan commits.
@@ -424,32 +460,42 @@ struct Cells<'a> {
     epoch: &'a mut u32,
 }
 
-/// Value, deviations and status of portfolio i (`cells`: last rebalance,
-/// next calendar check, lock). Nothing is planned or changed.
-fn look(
-    book: &BookRef<'_>,
-    i: usize,
-    prices: &[f64],
-    now_ms: i64,
-    (last, next, locked): (i64, i64, bool),
-) -> (Scan, Status) {
+/// Scans the chunk of portfolios from `first` into `found`; `state` holds
+/// the chunk's rows of the state.
+fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, state: StateRef<'_>, found: &mut Found<'_>) {
+    for k in 0..found.status.len() {
+        let (seen, status) = look(book, first + k, prices, now_ms, &state, k);
+        (found.value[k], found.deviation[k], found.relative[k], found.status[k]) = (seen.value, seen.deviation, seen.relative, status as u8);
+    }
+}
+
+/// Value, deviations and status of portfolio i, whose state is row k of
+/// `state`. Nothing is planned or changed.
+#[inline]
+fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &StateRef<'_>, k: usize) -> (Scan, Status) {
     if !book.active[i] {
         return (Scan::default(), Status::Inactive);
     }
     // The scan needs only the band; the whole strategy is decoded for the
     // few portfolios that get planned.
     let seen = scan_one(book, i, prices, book.band(i));
-    let due = book.trigger[i] != TRIGGER_CALENDAR || now_ms >= next;
+    // The state is read only where it decides: most portfolios are neither
+    // calendars nor triggered, and the scan is bound by memory.
+    let due = book.trigger[i] != TRIGGER_CALENDAR || now_ms >= state.next_check_ms[k];
     let status = if !(due && seen.breached) {
         Status::Idle
-    } else if locked {
+    } else if state.locked[k] {
         Status::Locked
-    } else if last != NEVER && now_ms < last.saturating_add(book.cooldown_ms[i]) {
+    } else if in_cooldown(state.last_rebalance_ms[k], book.cooldown_ms[i], now_ms) {
         Status::Cooldown
     } else {
         Status::Rebalance
     };
     (seen, status)
+}
+
+fn in_cooldown(last_rebalance_ms: i64, cooldown_ms: i64, now_ms: i64) -> bool {
+    last_rebalance_ms != NEVER && now_ms < last_rebalance_ms.saturating_add(cooldown_ms)
 }
 
 /// Carries out `action` for portfolio i and, with `commit`, writes its
@@ -564,12 +610,11 @@ fn plan_one(
 ) -> Status {
     let Worker { scratch, assets, amounts, legs, skips: skipped, .. } = worker;
     let rows = book.rows(i);
+    // The planner takes u32 assets and whole amounts; the Book keeps i32 and two words.
     assets.clear();
+    assets.extend(book.asset[rows.clone()].iter().map(|&a| a as u32));
     amounts.clear();
-    for r in rows.clone() {
-        assets.push(book.asset[r] as u32);
-        amounts.push(amount_at(book.amount, r));
-    }
+    amounts.extend(rows.clone().map(|r| amount_at(book.amount, r)));
     let p = PortfolioRef {
         assets,
         amounts,
