@@ -271,6 +271,9 @@ pub fn tick(
             let mut out = reserve(book, first, status.len(), |k| status[k] == Status::Rebalance as u8);
             for (k, status) in status.iter_mut().enumerate() {
                 let action = if *status == Status::Rebalance as u8 { ACTION_REBALANCE } else { ACTION_NONE };
+                if idle(book, first + k, action) {
+                    continue;
+                }
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
                 act(book, first + k, action, status, cells, &quotes, now_ms, commit, worker, &mut out);
             }
@@ -379,6 +382,9 @@ pub fn plan(
         run_tasks(tasks, inline, Worker::default, |worker, (c, (action, status, last, next, lock, epoch))| {
             let mut out = reserve(book, c * chunk, action.len(), |k| action[k] != ACTION_NONE);
             for k in 0..action.len() {
+                if idle(book, c * chunk + k, action[k]) {
+                    continue;
+                }
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
                 act(book, c * chunk + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
             }
@@ -498,7 +504,13 @@ fn in_cooldown(last_rebalance_ms: i64, cooldown_ms: i64, now_ms: i64) -> bool {
     last_rebalance_ms != NEVER && now_ms < last_rebalance_ms.saturating_add(cooldown_ms)
 }
 
-/// Carries out `action` for portfolio i and, with `commit`, writes its
+/// Nothing to plan and no calendar to move: most portfolios, which the
+/// callers of [`act`] skip before borrowing their state.
+fn idle(book: &BookRef<'_>, i: usize, action: u8) -> bool {
+    action == ACTION_NONE && book.trigger[i] != TRIGGER_CALENDAR
+}
+
+/// Carries out `action` for portfolio i (not [`idle`]) and, with `commit`, writes its
 /// state: a portfolio that gets orders is locked and its epoch advanced
 /// (its orders carry the new epoch); a rebalance sets the rebalance time; a
 /// due calendar check that ran moves to its next slot (one held back by the
@@ -517,9 +529,6 @@ fn act(
     out: &mut (LegColumns, LegColumns),
 ) {
     let calendar = book.trigger[i] == TRIGGER_CALENDAR;
-    if action == ACTION_NONE && !calendar {
-        return; // most portfolios: nothing to plan, no calendar to move
-    }
     let next_epoch = cells.epoch.wrapping_add(1);
     let orders_before = out.0.len();
     let purpose = match action {
