@@ -4,6 +4,8 @@
 //! chunks planned in parallel; the output is in portfolio order whatever the
 //! thread count, so a tick is deterministic.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::book::{amount_at, amount_words, BookRef, StateMut, StateRef, Strategy, NEVER, TRIGGER_CALENDAR};
@@ -199,10 +201,72 @@ pub struct Batch {
 #[derive(Default)]
 struct Worker {
     scratch: Scratch,
-    assets: Vec<u32>,
-    amounts: Vec<Amount>,
+    staged: Staged,
     legs: Vec<Leg>,
     skips: Vec<Skip>,
+}
+
+/// The planner's inputs for a chunk's portfolios to rebalance, read in one
+/// pass before the first of them is planned. The columns the scan does not
+/// read (exact amounts and cash, ids, strategy codes) are cold by then: read
+/// back to back, their cache misses overlap, where reading each portfolio's
+/// as it is planned waits for every miss in turn.
+#[derive(Default)]
+struct Staged {
+    portfolios: Vec<Inputs>,
+    /// The next of `portfolios` to plan.
+    next: usize,
+    /// The holdings end to end, as the planner takes them (u32 assets and
+    /// whole amounts; the Book keeps i32 and two words).
+    assets: Vec<u32>,
+    amounts: Vec<Amount>,
+}
+
+/// One portfolio's planner inputs (see [`Staged`]).
+struct Inputs {
+    /// Index in the Book.
+    i: usize,
+    id: u64,
+    /// None if the Book refused it when it was written (it checks every write): never planned.
+    strategy: Option<Strategy>,
+    cash: Amount,
+    /// Its rows of [`Staged::assets`] and [`Staged::amounts`].
+    holdings: Range<usize>,
+}
+
+impl Staged {
+    /// Reads the inputs of the `count` portfolios from `first` that `rebalances` picks (by position from `first`).
+    fn read(&mut self, book: &BookRef<'_>, first: usize, count: usize, rebalances: impl Fn(usize) -> bool) {
+        self.portfolios.clear();
+        self.assets.clear();
+        self.amounts.clear();
+        self.next = 0;
+        for k in (0..count).filter(|&k| rebalances(k)) {
+            let inputs = self.inputs(book, first + k);
+            self.portfolios.push(inputs);
+        }
+    }
+
+    /// Portfolio i's inputs; its holdings are appended.
+    fn inputs(&mut self, book: &BookRef<'_>, i: usize) -> Inputs {
+        let rows = book.rows(i);
+        let start = self.assets.len();
+        self.assets.extend(book.asset[rows.clone()].iter().map(|&a| a as u32));
+        self.amounts.extend(rows.map(|r| amount_at(book.amount, r)));
+        Inputs { i, id: book.id[i], strategy: book.strategy(i).ok(), cash: amount_at(book.cash, i), holdings: start..self.assets.len() }
+    }
+
+    /// Portfolio i's inputs and holdings (assets, amounts), the next in
+    /// order (read now if they were not read ahead).
+    fn take(&mut self, book: &BookRef<'_>, i: usize) -> (&Inputs, &[u32], &[Amount]) {
+        if self.portfolios.get(self.next).is_none_or(|p| p.i != i) {
+            let inputs = self.inputs(book, i);
+            self.portfolios.insert(self.next, inputs);
+        }
+        self.next += 1;
+        let inputs = &self.portfolios[self.next - 1];
+        (inputs, &self.assets[inputs.holdings.clone()], &self.amounts[inputs.holdings.clone()])
+    }
 }
 
 /// The market rules at this tick's prices, one quote per market. Prices
@@ -268,7 +332,9 @@ pub fn tick(
             // still in cache.
             scan_chunk(book, first, prices, now_ms, StateRef { last_rebalance_ms: last, next_check_ms: next, locked: lock }, &mut found);
             let status = found.status;
-            let mut out = reserve(book, first, status.len(), |k| status[k] == Status::Rebalance as u8);
+            let triggered = |k: usize| status[k] == Status::Rebalance as u8;
+            let mut out = reserve(book, first, status.len(), triggered);
+            worker.staged.read(book, first, status.len(), triggered);
             for (k, status) in status.iter_mut().enumerate() {
                 let action = if *status == Status::Rebalance as u8 { ACTION_REBALANCE } else { ACTION_NONE };
                 if idle(book, first + k, action) {
@@ -381,6 +447,7 @@ pub fn plan(
     let parts: Vec<(LegColumns, LegColumns)> =
         run_tasks(tasks, inline, Worker::default, |worker, (c, (action, status, last, next, lock, epoch))| {
             let mut out = reserve(book, c * chunk, action.len(), |k| action[k] != ACTION_NONE);
+            worker.staged.read(book, c * chunk, action.len(), |k| action[k] == ACTION_REBALANCE);
             for k in 0..action.len() {
                 if idle(book, c * chunk + k, action[k]) {
                     continue;
@@ -533,11 +600,7 @@ fn act(
     let orders_before = out.0.len();
     let purpose = match action {
         ACTION_REBALANCE => {
-            *status = match book.strategy(i) {
-                Ok(strategy) => plan_one(book, i, &strategy, quotes, next_epoch, worker, out),
-                // Refused when it was written (the Book checks every write); never planned.
-                Err(_) => Status::Inactive,
-            } as u8;
+            *status = plan_one(book, i, quotes, next_epoch, worker, out) as u8;
             PURPOSE_REBALANCE
         }
         ACTION_INVEST => {
@@ -611,30 +674,27 @@ fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>) ->
 fn plan_one(
     book: &BookRef<'_>,
     i: usize,
-    strategy: &Strategy,
     quotes: &[Quote],
     epoch: u32,
     worker: &mut Worker,
     (orders, skips): &mut (LegColumns, LegColumns),
 ) -> Status {
-    let Worker { scratch, assets, amounts, legs, skips: skipped, .. } = worker;
-    let rows = book.rows(i);
-    // The planner takes u32 assets and whole amounts; the Book keeps i32 and two words.
-    assets.clear();
-    assets.extend(book.asset[rows.clone()].iter().map(|&a| a as u32));
-    amounts.clear();
-    amounts.extend(rows.clone().map(|r| amount_at(book.amount, r)));
+    let Worker { scratch, staged, legs, skips: skipped } = worker;
+    let (inputs, assets, amounts) = staged.take(book, i);
+    let Some(strategy) = &inputs.strategy else {
+        return Status::Inactive;
+    };
     let p = PortfolioRef {
         assets,
         amounts,
-        targets: &book.target[rows],
-        cash: amount_at(book.cash, i),
+        targets: &book.target[book.rows(i)],
+        cash: inputs.cash,
         cash_target: book.cash_target[i],
     };
     legs.clear();
     skipped.clear();
     plan_into(&p, quotes, &strategy.params, scratch, legs, skipped);
-    let portfolio = (i, book.id[i]);
+    let portfolio = (i, inputs.id);
     for leg in legs.iter() {
         orders.push_order(portfolio, epoch, leg);
     }
