@@ -4,6 +4,8 @@
 //! chunks planned in parallel; the output is in portfolio order whatever the
 //! thread count, so a tick is deterministic.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::book::{amount_at, amount_words, BookRef, StateMut, StateRef, Strategy, NEVER, TRIGGER_CALENDAR};
@@ -107,6 +109,24 @@ impl LegColumns {
         self.portfolio.is_empty()
     }
 
+    /// Columns with room for `n` legs each.
+    fn with_capacity(n: usize) -> LegColumns {
+        LegColumns {
+            portfolio: Vec::with_capacity(n),
+            portfolio_id: Vec::with_capacity(n),
+            leg: Vec::with_capacity(n),
+            asset: Vec::with_capacity(n),
+            side: Vec::with_capacity(n),
+            lots: Vec::with_capacity(n),
+            amount: Vec::with_capacity(2 * n),
+            price: Vec::with_capacity(n),
+            notional: Vec::with_capacity(n),
+            fee: Vec::with_capacity(n),
+            epoch: Vec::with_capacity(n),
+            purpose: Vec::with_capacity(n),
+        }
+    }
+
     /// Gives the legs pushed since the last tag their purpose.
     pub(crate) fn tag(&mut self, purpose: u8) {
         self.purpose.resize(self.portfolio.len(), purpose);
@@ -138,46 +158,33 @@ impl LegColumns {
         self.amount.extend(amount_words(amount));
     }
 
-    /// The chunks' columns end to end, copied in parallel.
-    pub(crate) fn concat(parts: &[LegColumns]) -> LegColumns {
-        LegColumns {
-            portfolio: gather(parts, |p| &p.portfolio),
-            portfolio_id: gather(parts, |p| &p.portfolio_id),
-            leg: gather(parts, |p| &p.leg),
-            asset: gather(parts, |p| &p.asset),
-            side: gather(parts, |p| &p.side),
-            lots: gather(parts, |p| &p.lots),
-            amount: gather(parts, |p| &p.amount),
-            price: gather(parts, |p| &p.price),
-            notional: gather(parts, |p| &p.notional),
-            fee: gather(parts, |p| &p.fee),
-            epoch: gather(parts, |p| &p.epoch),
-            purpose: gather(parts, |p| &p.purpose),
-        }
+    /// Tasks that fill each column of `out` with the `parts`' columns end to end.
+    fn copies<'a>(parts: &'a [LegColumns], out: &'a mut LegColumns) -> Vec<Box<dyn FnOnce() + Send + 'a>> {
+        let LegColumns { portfolio, portfolio_id, leg, asset, side, lots, amount, price, notional, fee, epoch, purpose } = out;
+        vec![
+            Box::new(move || *portfolio = gather(parts, |p| &p.portfolio)),
+            Box::new(move || *portfolio_id = gather(parts, |p| &p.portfolio_id)),
+            Box::new(move || *leg = gather(parts, |p| &p.leg)),
+            Box::new(move || *asset = gather(parts, |p| &p.asset)),
+            Box::new(move || *side = gather(parts, |p| &p.side)),
+            Box::new(move || *lots = gather(parts, |p| &p.lots)),
+            Box::new(move || *amount = gather(parts, |p| &p.amount)),
+            Box::new(move || *price = gather(parts, |p| &p.price)),
+            Box::new(move || *notional = gather(parts, |p| &p.notional)),
+            Box::new(move || *fee = gather(parts, |p| &p.fee)),
+            Box::new(move || *epoch = gather(parts, |p| &p.epoch)),
+            Box::new(move || *purpose = gather(parts, |p| &p.purpose)),
+        ]
     }
 }
 
-/// One column of every part, end to end; each part copied by its own task.
-fn gather<T: Copy + Default + Send + Sync>(parts: &[LegColumns], get: fn(&LegColumns) -> &[T]) -> Vec<T> {
-    let total = parts.iter().map(|p| get(p).len()).sum();
-    let mut out = vec![T::default(); total];
-    let mut rest = out.as_mut_slice();
-    let mut pieces = Vec::with_capacity(parts.len());
-    for part in parts {
-        let (head, tail) = rest.split_at_mut(get(part).len());
-        pieces.push((head, get(part)));
-        rest = tail;
-    }
-    if total < INLINE_COPY {
-        pieces.into_iter().for_each(|(to, from)| to.copy_from_slice(from));
-    } else {
-        pieces.into_par_iter().for_each(|(to, from)| to.copy_from_slice(from));
-    }
-    out
+/// One column of every part, end to end, written once: the column is
+/// allocated, not zero-filled, and each part appended.
+fn gather<T: Copy>(parts: &[LegColumns], get: fn(&LegColumns) -> &[T]) -> Vec<T> {
+    let mut column = Vec::with_capacity(parts.iter().map(|p| get(p).len()).sum());
+    parts.iter().for_each(|part| column.extend_from_slice(get(part)));
+    column
 }
-
-/// Below this many values a column is copied on the calling thread (see [`INLINE_PORTFOLIOS`]).
-const INLINE_COPY: usize = 1 << 16;
 
 /// Everything one tick produced.
 #[derive(Default, Debug, Clone, PartialEq)]
@@ -194,12 +201,72 @@ pub struct Batch {
 #[derive(Default)]
 struct Worker {
     scratch: Scratch,
-    /// Value of each holding of the portfolio being scanned.
-    values: Vec<f64>,
-    assets: Vec<u32>,
-    amounts: Vec<Amount>,
+    staged: Staged,
     legs: Vec<Leg>,
     skips: Vec<Skip>,
+}
+
+/// The planner's inputs for a chunk's portfolios to rebalance, read in one
+/// pass before the first of them is planned. The columns the scan does not
+/// read (exact amounts and cash, ids, strategy codes) are cold by then: read
+/// back to back, their cache misses overlap, where reading each portfolio's
+/// as it is planned waits for every miss in turn.
+#[derive(Default)]
+struct Staged {
+    portfolios: Vec<Inputs>,
+    /// The next of `portfolios` to plan.
+    next: usize,
+    /// The holdings end to end, as the planner takes them (u32 assets and
+    /// whole amounts; the Book keeps i32 and two words).
+    assets: Vec<u32>,
+    amounts: Vec<Amount>,
+}
+
+/// One portfolio's planner inputs (see [`Staged`]).
+struct Inputs {
+    /// Index in the Book.
+    i: usize,
+    id: u64,
+    /// None if the Book refused it when it was written (it checks every write): never planned.
+    strategy: Option<Strategy>,
+    cash: Amount,
+    /// Its rows of [`Staged::assets`] and [`Staged::amounts`].
+    holdings: Range<usize>,
+}
+
+impl Staged {
+    /// Reads the inputs of the `count` portfolios from `first` that `rebalances` picks (by position from `first`).
+    fn read(&mut self, book: &BookRef<'_>, first: usize, count: usize, rebalances: impl Fn(usize) -> bool) {
+        self.portfolios.clear();
+        self.assets.clear();
+        self.amounts.clear();
+        self.next = 0;
+        for k in (0..count).filter(|&k| rebalances(k)) {
+            let inputs = self.inputs(book, first + k);
+            self.portfolios.push(inputs);
+        }
+    }
+
+    /// Portfolio i's inputs; its holdings are appended.
+    fn inputs(&mut self, book: &BookRef<'_>, i: usize) -> Inputs {
+        let rows = book.rows(i);
+        let start = self.assets.len();
+        self.assets.extend(book.asset[rows.clone()].iter().map(|&a| a as u32));
+        self.amounts.extend(rows.map(|r| amount_at(book.amount, r)));
+        Inputs { i, id: book.id[i], strategy: book.strategy(i).ok(), cash: amount_at(book.cash, i), holdings: start..self.assets.len() }
+    }
+
+    /// Portfolio i's inputs and holdings (assets, amounts), the next in
+    /// order (read now if they were not read ahead).
+    fn take(&mut self, book: &BookRef<'_>, i: usize) -> (&Inputs, &[u32], &[Amount]) {
+        if self.portfolios.get(self.next).is_none_or(|p| p.i != i) {
+            let inputs = self.inputs(book, i);
+            self.portfolios.insert(self.next, inputs);
+        }
+        self.next += 1;
+        let inputs = &self.portfolios[self.next - 1];
+        (inputs, &self.assets[inputs.holdings.clone()], &self.amounts[inputs.holdings.clone()])
+    }
 }
 
 /// The market rules at this tick's prices, one quote per market. Prices
@@ -246,31 +313,35 @@ pub fn tick(
     let mut batch = Batch { portfolios: Scanned::sized(book.len()), ..Batch::default() };
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let chunk = chunk_size(book.len());
-    let found = &mut batch.portfolios;
-    let tasks: Vec<_> = found
-        .value
+    let tasks: Vec<_> = batch
+        .portfolios
         .chunks_mut(chunk)
-        .zip(found.max_deviation.chunks_mut(chunk))
-        .zip(found.max_relative_deviation.chunks_mut(chunk))
-        .zip(found.status.chunks_mut(chunk))
         .zip(last_rebalance_ms.chunks_mut(chunk))
         .zip(next_check_ms.chunks_mut(chunk))
         .zip(locked.chunks_mut(chunk))
         .zip(epoch.chunks_mut(chunk))
-        .map(|(((((((value, dev), rel), status), last), next), lock), epoch)| (value, dev, rel, status, last, next, lock, epoch))
+        .map(|((((found, last), next), lock), epoch)| (found, last, next, lock, epoch))
         .collect();
     // A fused tick plans as it scans: inline only when it is one chunk anyway.
     let inline = book.len() <= chunk;
     let parts: Vec<(LegColumns, LegColumns)> =
-        run_tasks(tasks, inline, Worker::default, |worker, (c, (value, dev, rel, status, last, next, lock, epoch))| {
-            let mut out = (LegColumns::default(), LegColumns::default());
-            for k in 0..value.len() {
-                let i = c * chunk + k;
-                let (seen, found) = look(book, i, prices, now_ms, (last[k], next[k], lock[k]), &mut worker.values);
-                (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
-                let action = if found == Status::Rebalance { ACTION_REBALANCE } else { ACTION_NONE };
+        run_tasks(tasks, inline, Worker::default, |worker, (c, (mut found, last, next, lock, epoch))| {
+            let first = c * chunk;
+            // The whole chunk is scanned, then its triggered portfolios are
+            // planned: the scan's loop stays tight, and the rows to plan are
+            // still in cache.
+            scan_chunk(book, first, prices, now_ms, StateRef { last_rebalance_ms: last, next_check_ms: next, locked: lock }, &mut found);
+            let status = found.status;
+            let triggered = |k: usize| status[k] == Status::Rebalance as u8;
+            let mut out = reserve(book, first, status.len(), triggered);
+            worker.staged.read(book, first, status.len(), triggered);
+            for (k, status) in status.iter_mut().enumerate() {
+                let action = if *status == Status::Rebalance as u8 { ACTION_REBALANCE } else { ACTION_NONE };
+                if idle(book, first + k, action) {
+                    continue;
+                }
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
-                act(book, i, action, &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
+                act(book, first + k, action, status, cells, &quotes, now_ms, commit, worker, &mut out);
             }
             out
         });
@@ -292,6 +363,24 @@ impl Scanned {
     fn sized(n: usize) -> Scanned {
         Scanned { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n] }
     }
+
+    /// The columns in chunks of `chunk` portfolios.
+    fn chunks_mut(&mut self, chunk: usize) -> impl Iterator<Item = Found<'_>> {
+        self.value
+            .chunks_mut(chunk)
+            .zip(self.max_deviation.chunks_mut(chunk))
+            .zip(self.max_relative_deviation.chunks_mut(chunk))
+            .zip(self.status.chunks_mut(chunk))
+            .map(|(((value, deviation), relative), status)| Found { value, deviation, relative, status })
+    }
+}
+
+/// One chunk of the [`Scanned`] columns.
+struct Found<'a> {
+    value: &'a mut [f64],
+    deviation: &'a mut [f64],
+    relative: &'a mut [f64],
+    status: &'a mut [u8],
 }
 
 /// Values every portfolio and checks its trigger, cooldown and lock,
@@ -303,21 +392,15 @@ pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices:
     quotes(book, markets, prices)?; // refuses a bad price of a held asset
     let mut out = Scanned::sized(n);
     let chunk = chunk_size(n);
-    let tasks: Vec<_> = out
-        .value
-        .chunks_mut(chunk)
-        .zip(out.max_deviation.chunks_mut(chunk))
-        .zip(out.max_relative_deviation.chunks_mut(chunk))
-        .zip(out.status.chunks_mut(chunk))
-        .map(|(((value, dev), rel), status)| (value, dev, rel, status))
-        .collect();
-    run_tasks(tasks, n < INLINE_PORTFOLIOS, Vec::new, |values, (c, (value, dev, rel, status))| {
-        for k in 0..value.len() {
-            let i = c * chunk + k;
-            let cells = (state.last_rebalance_ms[i], state.next_check_ms[i], state.locked[i]);
-            let (seen, found) = look(book, i, prices, now_ms, cells, values);
-            (value[k], dev[k], rel[k], status[k]) = (seen.value, seen.deviation, seen.relative, found as u8);
-        }
+    let tasks: Vec<_> = out.chunks_mut(chunk).collect();
+    run_tasks(tasks, n < INLINE_PORTFOLIOS, || (), |_, (c, mut found)| {
+        let rows = c * chunk..c * chunk + found.status.len();
+        let seen = StateRef {
+            last_rebalance_ms: &state.last_rebalance_ms[rows.clone()],
+            next_check_ms: &state.next_check_ms[rows.clone()],
+            locked: &state.locked[rows.clone()],
+        };
+        scan_chunk(book, rows.start, prices, now_ms, seen, &mut found);
     });
     Ok(out)
 }
@@ -363,8 +446,12 @@ pub fn plan(
     let inline = action.iter().filter(|&&a| a != ACTION_NONE).count() < INLINE_PLANS;
     let parts: Vec<(LegColumns, LegColumns)> =
         run_tasks(tasks, inline, Worker::default, |worker, (c, (action, status, last, next, lock, epoch))| {
-            let mut out = (LegColumns::default(), LegColumns::default());
+            let mut out = reserve(book, c * chunk, action.len(), |k| action[k] != ACTION_NONE);
+            worker.staged.read(book, c * chunk, action.len(), |k| action[k] == ACTION_REBALANCE);
             for k in 0..action.len() {
+                if idle(book, c * chunk + k, action[k]) {
+                    continue;
+                }
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
                 act(book, c * chunk + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
             }
@@ -409,13 +496,33 @@ fn plan_quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64], action: &
     Ok(all)
 }
 
+/// The chunks' orders and skips, each column end to end. A column is one
+/// copying task, so the two dozen columns keep every core busy (a Book of
+/// one chunk hands its columns over as they are).
 pub(crate) fn gather_parts(parts: Vec<(LegColumns, LegColumns)>, inline: bool) -> (LegColumns, LegColumns) {
+    let parts = match <[_; 1]>::try_from(parts) {
+        Ok([only]) => return only,
+        Err(parts) => parts,
+    };
     let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let mut out = (LegColumns::default(), LegColumns::default());
+    let mut copies = LegColumns::copies(&orders, &mut out.0);
+    copies.extend(LegColumns::copies(&skips, &mut out.1));
     if inline {
-        (LegColumns::concat(&orders), LegColumns::concat(&skips))
+        copies.into_iter().for_each(|copy| copy());
     } else {
-        rayon::join(|| LegColumns::concat(&orders), || LegColumns::concat(&skips))
+        rayon::scope(|s| copies.into_iter().for_each(|copy| s.spawn(move |_| copy())));
     }
+    out
+}
+
+/// Room for the orders and skips of the `count` portfolios from `first`
+/// that `plans` picks (by position from `first`), so a chunk's columns
+/// rarely grow as they are written: a rebalance sends at most one order per
+/// holding (SPEC §2) and skips fewer legs than it sends.
+fn reserve(book: &BookRef<'_>, first: usize, count: usize, plans: impl Fn(usize) -> bool) -> (LegColumns, LegColumns) {
+    let rows: usize = (0..count).filter(|&k| plans(k)).map(|k| book.rows(first + k).len()).sum();
+    (LegColumns::with_capacity(rows), LegColumns::with_capacity(rows / 2))
 }
 
 /// The state cells of one portfolio that a plan commits.
@@ -426,28 +533,33 @@ struct Cells<'a> {
     epoch: &'a mut u32,
 }
 
-/// Value, deviations and status of portfolio i (`cells`: last rebalance,
-/// next calendar check, lock). Nothing is planned or changed.
-fn look(
-    book: &BookRef<'_>,
-    i: usize,
-    prices: &[f64],
-    now_ms: i64,
-    (last, next, locked): (i64, i64, bool),
-    values: &mut Vec<f64>,
-) -> (Scan, Status) {
+/// Scans the chunk of portfolios from `first` into `found`; `state` holds
+/// the chunk's rows of the state.
+fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, state: StateRef<'_>, found: &mut Found<'_>) {
+    for k in 0..found.status.len() {
+        let (seen, status) = look(book, first + k, prices, now_ms, &state, k);
+        (found.value[k], found.deviation[k], found.relative[k], found.status[k]) = (seen.value, seen.deviation, seen.relative, status as u8);
+    }
+}
+
+/// Value, deviations and status of portfolio i, whose state is row k of
+/// `state`. Nothing is planned or changed.
+#[inline]
+fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &StateRef<'_>, k: usize) -> (Scan, Status) {
     if !book.active[i] {
         return (Scan::default(), Status::Inactive);
     }
     // The scan needs only the band; the whole strategy is decoded for the
     // few portfolios that get planned.
-    let seen = scan_one(book, i, prices, book.band(i), values);
-    let due = book.trigger[i] != TRIGGER_CALENDAR || now_ms >= next;
+    let seen = scan_one(book, i, prices, book.band(i));
+    // The state is read only where it decides: most portfolios are neither
+    // calendars nor triggered, and the scan is bound by memory.
+    let due = book.trigger[i] != TRIGGER_CALENDAR || now_ms >= state.next_check_ms[k];
     let status = if !(due && seen.breached) {
         Status::Idle
-    } else if locked {
+    } else if state.locked[k] {
         Status::Locked
-    } else if last != NEVER && now_ms < last.saturating_add(book.cooldown_ms[i]) {
+    } else if in_cooldown(state.last_rebalance_ms[k], book.cooldown_ms[i], now_ms) {
         Status::Cooldown
     } else {
         Status::Rebalance
@@ -455,7 +567,17 @@ fn look(
     (seen, status)
 }
 
-/// Carries out `action` for portfolio i and, with `commit`, writes its
+fn in_cooldown(last_rebalance_ms: i64, cooldown_ms: i64, now_ms: i64) -> bool {
+    last_rebalance_ms != NEVER && now_ms < last_rebalance_ms.saturating_add(cooldown_ms)
+}
+
+/// Nothing to plan and no calendar to move: most portfolios, which the
+/// callers of [`act`] skip before borrowing their state.
+fn idle(book: &BookRef<'_>, i: usize, action: u8) -> bool {
+    action == ACTION_NONE && book.trigger[i] != TRIGGER_CALENDAR
+}
+
+/// Carries out `action` for portfolio i (not [`idle`]) and, with `commit`, writes its
 /// state: a portfolio that gets orders is locked and its epoch advanced
 /// (its orders carry the new epoch); a rebalance sets the rebalance time; a
 /// due calendar check that ran moves to its next slot (one held back by the
@@ -474,18 +596,11 @@ fn act(
     out: &mut (LegColumns, LegColumns),
 ) {
     let calendar = book.trigger[i] == TRIGGER_CALENDAR;
-    if action == ACTION_NONE && !calendar {
-        return; // most portfolios: nothing to plan, no calendar to move
-    }
     let next_epoch = cells.epoch.wrapping_add(1);
     let orders_before = out.0.len();
     let purpose = match action {
         ACTION_REBALANCE => {
-            *status = match book.strategy(i) {
-                Ok(strategy) => plan_one(book, i, &strategy, quotes, next_epoch, worker, out),
-                // Refused when it was written (the Book checks every write); never planned.
-                Err(_) => Status::Inactive,
-            } as u8;
+            *status = plan_one(book, i, quotes, next_epoch, worker, out) as u8;
             PURPOSE_REBALANCE
         }
         ACTION_INVEST => {
@@ -534,26 +649,24 @@ struct Scan {
 }
 
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
-fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>, values: &mut Vec<f64>) -> Scan {
+fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>) -> Scan {
     let rows = book.rows(i);
+    let targets = &book.target[rows.clone()];
+    // Each holding is valued twice, for the total and then for its weight:
+    // its row is in L1 by then, and that is cheaper than keeping the values.
+    let held = book.amount_float[rows.clone()].iter().zip(&book.asset[rows]).map(|(&amount, &asset)| amount * prices[asset as usize]);
     let cash = book.cash_float[i];
-    let mut value = cash;
-    values.clear();
-    for r in rows.clone() {
-        let held = book.amount_float[r] * prices[book.asset[r] as usize];
-        values.push(held);
-        value += held;
-    }
+    let value = held.clone().fold(cash, |value, held| value + held);
     let mut scan = Scan { value, deviation: 0.0, relative: 0.0, breached: band.is_none() };
-    if !(value > 0.0 && value.is_finite()) {
+    // Finite and > 0, said in two comparisons (`is_finite` compiles to more).
+    if !(value > 0.0 && value < f64::INFINITY) {
         scan.value = if value.is_finite() { value } else { 0.0 };
         scan.breached = false;
         return scan;
     }
     let cash_target = book.cash_target[i];
     let cash_row = (cash_target > 0.0).then_some((cash, cash_target));
-    let held = values.iter().copied().zip(book.target[rows].iter().copied()).chain(cash_row);
-    let drift = Drift::measure(held, value, band);
+    let drift = Drift::measure(held.zip(targets.iter().copied()).chain(cash_row), value, band);
     (scan.deviation, scan.relative, scan.breached) = (drift.deviation, drift.relative, band.is_none() || drift.breached);
     scan
 }
@@ -561,31 +674,27 @@ fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>, va
 fn plan_one(
     book: &BookRef<'_>,
     i: usize,
-    strategy: &Strategy,
     quotes: &[Quote],
     epoch: u32,
     worker: &mut Worker,
     (orders, skips): &mut (LegColumns, LegColumns),
 ) -> Status {
-    let Worker { scratch, assets, amounts, legs, skips: skipped, .. } = worker;
-    let rows = book.rows(i);
-    assets.clear();
-    amounts.clear();
-    for r in rows.clone() {
-        assets.push(book.asset[r] as u32);
-        amounts.push(amount_at(book.amount, r));
-    }
+    let Worker { scratch, staged, legs, skips: skipped } = worker;
+    let (inputs, assets, amounts) = staged.take(book, i);
+    let Some(strategy) = &inputs.strategy else {
+        return Status::Inactive;
+    };
     let p = PortfolioRef {
         assets,
         amounts,
-        targets: &book.target[rows],
-        cash: amount_at(book.cash, i),
+        targets: &book.target[book.rows(i)],
+        cash: inputs.cash,
         cash_target: book.cash_target[i],
     };
     legs.clear();
     skipped.clear();
     plan_into(&p, quotes, &strategy.params, scratch, legs, skipped);
-    let portfolio = (i, book.id[i]);
+    let portfolio = (i, inputs.id);
     for leg in legs.iter() {
         orders.push_order(portfolio, epoch, leg);
     }

@@ -7,7 +7,7 @@
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::Market;
-use crate::trigger::Band;
+use crate::trigger::{Band, BandKind, BAND_TOLERANCE};
 
 /// Tolerance on "weights sum to 1": far below any weight a user can set.
 pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-9;
@@ -123,9 +123,27 @@ impl Drift {
     /// exactly the portfolios the planner would.
     #[inline]
     pub fn measure(held: impl Iterator<Item = (f64, f64)>, value: f64, band: Option<Band>) -> Drift {
+        // The band's kind is matched once per portfolio, not per holding; an
+        // absolute band's edge is the same for every holding (and computed
+        // as `Band::exceeded_by` does, so the result is the same to the bit).
+        match band {
+            None => Drift::measure_by(held, value, |_, _| false),
+            Some(Band { width, kind: BandKind::Absolute }) => {
+                let edge = width - BAND_TOLERANCE;
+                Drift::measure_by(held, value, move |d, _| d >= edge)
+            }
+            Some(band) => Drift::measure_by(held, value, move |d, target| band.exceeded_by(d, target)),
+        }
+    }
+
+    /// [`Drift::measure`] with `breached(d, target)` telling whether a
+    /// deviation `d` from `target` is on or outside the band.
+    #[inline(always)]
+    fn measure_by(held: impl Iterator<Item = (f64, f64)>, value: f64, breached: impl Fn(f64, f64) -> bool) -> Drift {
         let inverse = 1.0 / value; // one division per portfolio, not per holding
-        let mut drift = Drift::default();
-        for (held, target) in held {
+        // `fold`, not `for`: a chained cash row becomes a second loop instead
+        // of a check on every holding.
+        held.fold(Drift::default(), |mut drift, (held, target)| {
             let d = (held * inverse - target).abs();
             if d > drift.deviation {
                 drift.deviation = d;
@@ -135,12 +153,10 @@ impl Drift {
                 if relative > drift.relative {
                     drift.relative = relative;
                 }
-                if let Some(band) = band {
-                    drift.breached |= band.exceeded_by(d, target);
-                }
+                drift.breached |= breached(d, target);
             }
-        }
-        drift
+            drift
+        })
     }
 }
 

@@ -221,6 +221,7 @@ fn hash_columns(h: &mut DefaultHasher, c: &super::LegColumns) {
     }
 }
 
+#[inline(never)]
 fn tick_once(markets: &[Market], prices: &[f64], owned: &Owned) -> super::Batch {
     let book = owned.book();
     let n = book.len();
@@ -313,4 +314,38 @@ fn probe_speed() {
             (best - idle_best) * 1e6 / planned as f64
         );
     }
+}
+
+/// A scan, kept out of line so `valgrind --tool=callgrind --toggle-collect` can count it.
+#[inline(never)]
+fn scan_once(book: &BookRef<'_>, state: crate::book::StateRef<'_>, markets: &[Market], prices: &[f64]) -> super::Scanned {
+    super::scan(book, state, markets, prices, 1_000_000).expect("valid book")
+}
+
+/// The tick's work around the planner, on one thread: a scan alone and a
+/// whole tick of the "to target" book with a tenth of it triggered (like
+/// `benches/tick.py`). `N` portfolios (default 200,000), best of `ROUNDS`.
+/// Small enough to run under `valgrind --tool=callgrind` for instruction counts.
+#[test]
+#[ignore]
+fn probe_scan_speed() {
+    let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (n, rounds) = (env("N", 200_000), env("ROUNDS", 5));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let (markets, prices, _, owned) = setup(5, n, 0.1, false);
+    let book = owned.book();
+    let state = (vec![NEVER; n], vec![0i64; n], vec![false; n]);
+    let state = crate::book::StateRef { last_rebalance_ms: &state.0, next_check_ms: &state.1, locked: &state.2 };
+    let (mut scan, mut tick) = (f64::INFINITY, f64::INFINITY);
+    pool.install(|| {
+        for _ in 0..rounds {
+            let t = Instant::now();
+            scan_once(&book, state, &markets, &prices);
+            scan = scan.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            tick_once(&markets, &prices, &owned);
+            tick = tick.min(t.elapsed().as_secs_f64());
+        }
+    });
+    eprintln!("{n} portfolios, one thread, best of {rounds}: scan {:.1} ms, tick {:.1} ms", scan * 1e3, tick * 1e3);
 }
