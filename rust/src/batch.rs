@@ -750,7 +750,34 @@ mod probe;
 
 #[cfg(test)]
 mod tests {
-    use super::next_slot;
+    use super::{balanced_ranges, next_slot, split_at_bounds, ACTION_NONE, ACTION_REBALANCE, ACT_COST};
+
+    #[test]
+    fn plan_tasks_share_the_work_not_the_length() {
+        // 10,000 portfolios, the 1,000 to rebalance all at the end (a sweep's configs come in kinds).
+        let mut action = vec![ACTION_NONE; 10_000];
+        action[9_000..].fill(ACTION_REBALANCE);
+        let starts = balanced_ranges(&action, 16);
+        assert_eq!(starts[0], 0);
+        assert!(starts.windows(2).all(|w| w[0] < w[1]) && *starts.last().unwrap() < action.len());
+        let work = |range: &[u8]| range.iter().map(|&a| if a == ACTION_NONE { 1 } else { ACT_COST }).sum::<usize>();
+        let total = work(&action);
+        let ends: Vec<usize> = starts.iter().skip(1).copied().chain([action.len()]).collect();
+        for (&start, &end) in starts.iter().zip(&ends) {
+            // No range holds more than its share plus one portfolio's work.
+            assert!(work(&action[start..end]) <= total.div_ceil(16) + ACT_COST, "{start}..{end}");
+        }
+        assert!(starts.iter().filter(|&&s| s >= 9_000).count() >= 14, "the rebalances are spread: {starts:?}");
+        // Every column is cut at the same places, every portfolio in one piece, in order.
+        let mut column: Vec<usize> = (0..action.len()).collect();
+        let pieces = split_at_bounds(&mut column, &starts);
+        assert_eq!(pieces.len(), starts.len());
+        assert_eq!(pieces.iter().map(|p| p[0]).collect::<Vec<_>>(), starts);
+        assert_eq!(pieces.concat(), (0..action.len()).collect::<Vec<_>>());
+        // Never more ranges than portfolios; an empty Book is one empty range.
+        assert_eq!(balanced_ranges(&[ACTION_NONE; 3], 16).len(), 3);
+        assert_eq!(balanced_ranges(&[], 16), vec![0]);
+    }
 
     #[test]
     fn a_calendar_keeps_its_phase() {
