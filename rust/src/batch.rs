@@ -759,7 +759,7 @@ mod tests {
         action[9_000..].fill(ACTION_REBALANCE);
         let starts = balanced_ranges(&action, 16);
         assert_eq!(starts[0], 0);
-        assert!(starts.windows(2).all(|w| w[0] < w[1]) && *starts.last().unwrap() < action.len());
+        assert!(starts.windows(2).all(|w| w[0] < w[1]) && starts.last().is_some_and(|&last| last < action.len()));
         let work = |range: &[u8]| range.iter().map(|&a| if a == ACTION_NONE { 1 } else { ACT_COST }).sum::<usize>();
         let total = work(&action);
         let ends: Vec<usize> = starts.iter().skip(1).copied().chain([action.len()]).collect();
