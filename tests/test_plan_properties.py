@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -111,6 +112,31 @@ def test_residual_deviation_is_bounded_by_lots(case: Case) -> None:
     case.kwargs.update(threshold=None, destination="target")
     p = case.plan()
     assume(not p.skipped)
+    _check_residual(case, p)
+
+
+@pytest.mark.xfail(strict=True, reason="known: a sell trimmed for a coarse lot the cash then misses by 1.25e-10")
+def test_residual_deviation_known_miss() -> None:
+    """An unseeded run found this case (2026-11-21; the planner before that
+    day's work misses it too). A lot of A2 costs 21.7217 with its fee; the
+    plan leaves 21.72169999987 of cash, the A0 sell short by 3.27 of value,
+    so A2 ends 31.42 under target against a bound of 31.09. No money is
+    overspent; strict, so this fails once the planner lands inside the bound."""
+    m = {a: Market(f"{a}/USDT", a, "USDT", step, min_notional="0", taker_fee=0.001) for a, step in (("A0", "0.0000001"), ("A1", "10"), ("A2", "1000"))}
+    case = Case(
+        markets=m,
+        prices={"A0": 0.0347, "A1": 0.9357, "A2": 0.0217},
+        holdings={"A0": Decimal("21441066.2824207"), "A1": Decimal("954640"), "A2": Decimal("0"), "USDT": Decimal("16901.05")},
+        targets={"A0": 0.009433962264150943, "A1": 0.6415094339622641, "A2": 0.3490566037735849},
+        fee=0.001,
+        kwargs={"threshold": None, "destination": "target", "portfolio_id": 0, "epoch": 3},
+    )
+    p = case.plan()
+    assert not p.skipped
+    _check_residual(case, p)
+
+
+def _check_residual(case: Case, p: rebal.Plan) -> None:
     after = case.filled(p)
     value = case.value(after)
     slack = sum(
