@@ -89,11 +89,17 @@ def refusal(market: Market, amount: Decimal, price: Decimal) -> str | None:
     return None
 
 
+def exact_decimal(value: Any) -> Decimal:
+    """A number as the decimal it spells: a float by its shortest digits
+    (0.1, not 0.1000000000000000055511151231257827), anything else by its text."""
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+
+
 def _positive(value: Any) -> Decimal | None:
     """An exact positive decimal, or None for a missing / zero limit."""
     if value is None or isinstance(value, bool):
         return None
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    number = exact_decimal(value)
     return number if number > 0 else None
 
 

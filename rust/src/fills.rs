@@ -134,9 +134,9 @@ fn fill_one(
     }
 }
 
-/// A map keyed by slots, rows and float bits: integers from this process, not
-/// from an adversary, so one multiply (the Fx hash) instead of SipHash; the
-/// maps are probed once or twice per fill, which SipHash made a third of it.
+/// A map keyed by float bits (the fills' prices and fee rates): keys from
+/// this process, not from an adversary, so one multiply (the Fx hash)
+/// instead of SipHash; it is probed twice per fill.
 type IndexMap<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
 
 #[derive(Default)]
@@ -153,9 +153,6 @@ impl Hasher for IndexHasher {
     }
     fn write_u64(&mut self, x: u64) {
         self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, x: usize) {
-        self.write_u64(x as u64);
     }
 }
 

@@ -40,7 +40,7 @@ import msgspec
 from rebal.bot.credentials import keep_out_of_logs, redact
 from rebal.exact import WIDE
 from rebal.exceptions import MarketError, OrderRefused, PriceError, VenueAuthError, VenueError, VenueUnavailable
-from rebal.market import Market
+from rebal.market import Market, exact_decimal
 from rebal.adapters.venue import OrderRequest, OrderState
 from rebal.orders import Fill
 
@@ -286,8 +286,7 @@ class CcxtVenue:
         if inspect.isawaitable(result):
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
-            with decimal.localcontext(WIDE):
-                return self._loop.run_until_complete(result)
+            return self._loop.run_until_complete(result)  # (callers are in the wide context already)
         return result
 
     def _wait(self, attempt: int, what: str, error: BaseException | None) -> None:
@@ -358,11 +357,7 @@ def _total(trades: Sequence[Mapping[str, Any]]) -> Decimal:
 
 
 def _dec(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return Decimal(str(value))
+    return None if value is None or value == "" else exact_decimal(value)
 
 
 def _float(value: Any) -> float | None:

@@ -85,7 +85,9 @@ class PaperExchange:
             raise ccxt.OrderNotFound(f"{self.id} order {cid} does not exist")
         return self.orders[cid]
 
-    def fetch_order_trades(self, id: str, symbol: str | None = None) -> list[dict[str, Any]]:
+    def fetch_order_trades(
+        self, id: str, symbol: str | None = None, since: int | None = None, limit: int | None = None, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         return list(self.fetch_order(id, symbol)["trades"])
 
     def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:

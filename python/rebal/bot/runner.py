@@ -137,7 +137,8 @@ class Bot:
         self.new_config: cfg.StrategyConfig | None = None
         """A config edited since the last run, waiting for no orders to be out."""
         self.locks: list[int] = []
-        self._fee_in_portfolio = False
+        self._recheck_account = False
+        """A fee came out of a portfolio coin, or the exchange found the funds short: compare the account."""
 
     # ------------------------------------------------------------------ opening
 
@@ -249,8 +250,8 @@ class Bot:
         self._save()  # the orders are saved before any is sent
         if len(batch):
             self._send(report, now)
-        if self._fee_in_portfolio or any(r.endswith(":insufficient_funds") for r in report.refused):
-            self._fee_in_portfolio = False
+        if self._recheck_account:
+            self._recheck_account = False
             self.check_account(now)
         return report
 
@@ -318,7 +319,7 @@ class Bot:
         if not len(rows):
             return 0
         settled = 0
-        sent = self.host.setdefault("sent", {})
+        sent = self.host["sent"]
         for cid, row in zip(t.client_order_ids(rows), rows.tolist()):
             market = self.engine.markets[int(t["asset"][row])]
             try:
@@ -367,22 +368,18 @@ class Bot:
         cids, amounts = t.client_order_ids(rows), _amounts(t, rows)
         markets = [e.markets[int(a)] for a in t["asset"][rows].tolist()]
         limits = [_buy_limit(Decimal(repr(prices[int(a)])), m, self.slippage) for a, m in zip(t["asset"][rows].tolist(), markets)]
-        pids = t["portfolio_id"][rows]
-        for pid in np.unique(pids).tolist():
-            mine = np.flatnonzero(pids == pid).tolist()
-            cash = decimals(np.ascontiguousarray(e.book.column("cash")[e.book.slots([pid])]))[0]
-            need = sum((amounts[k] * limits[k] * (1 + Decimal(repr(markets[k].taker_fee))) for k in mine), Decimal(0))
-            scale = min(Decimal(1), cash / need) if need > 0 else Decimal(1)
-            for k in mine:
-                m, limit = markets[k], limits[k]
-                amount = amounts[k] if scale == 1 else (amounts[k] * scale / m.step).to_integral_value(ROUND_FLOOR) * m.step
-                why = refusal(m, amount, limit)
-                if why:
-                    report.skipped.append(f"{cids[k]}:{why}")
-                    e.on_rejects([Reject(cids[k], reason=f"not sent: {why} after the sells", kind="unsent")], now)
-                    continue
-                order = OrderRequest(cids[k], m.symbol, "buy", amount, "limit", limit, "IOC")
-                self._place(report, cids[k], int(rows[k]), order, m, now)
+        cash = e.book.portfolio(self.portfolio_id)["cash"]  # a bot runs one portfolio
+        need = sum((a * limit * (1 + Decimal(repr(m.taker_fee))) for a, limit, m in zip(amounts, limits, markets)), Decimal(0))
+        scale = min(Decimal(1), cash / need) if need > 0 else Decimal(1)
+        for k, (m, limit) in enumerate(zip(markets, limits)):
+            amount = amounts[k] if scale == 1 else (amounts[k] * scale / m.step).to_integral_value(ROUND_FLOOR) * m.step
+            why = refusal(m, amount, limit)
+            if why:
+                report.skipped.append(f"{cids[k]}:{why}")
+                e.on_rejects([Reject(cids[k], reason=f"not sent: {why} after the sells", kind="unsent")], now)
+                continue
+            order = OrderRequest(cids[k], m.symbol, "buy", amount, "limit", limit, "IOC")
+            self._place(report, cids[k], int(rows[k]), order, m, now)
 
     def _place(self, report: StepReport, cid: str, row: int, order: OrderRequest, market: Market, now: int) -> None:
         try:
@@ -390,6 +387,7 @@ class Bot:
         except OrderRefused as err:
             log.warning("order %s refused: %s", cid, err)
             report.refused.append(f"{cid}:{err.reason}")
+            self._recheck_account |= err.reason == "insufficient_funds"
             self.host["sent"].pop(cid, None)
             self.engine.on_rejects([Reject(cid, reason=err.reason)], now)
             self._save()
@@ -416,7 +414,7 @@ class Bot:
                 # The fee came out of a coin the portfolio holds, which the Engine cannot
                 # book on this market: the account check below pauses the portfolio.
                 log.error("order %s: fee %s %s charged in a portfolio asset; turn off paying fees with %s", cid, fee, asset, asset)
-                self._fee_in_portfolio = True
+                self._recheck_account = True
             else:
                 log.info("order %s: fee %s %s paid outside the portfolio", cid, fee, asset)
         ordered = _amounts(self.engine.orders, np.array([row]))[0]
@@ -452,7 +450,7 @@ def _buy_limit(price: Decimal, market: Market, slippage: Decimal) -> Decimal:
 
 
 def _amounts(t: Any, rows: npt.NDArray[np.int64]) -> list[Decimal]:
-    return decimals(np.ascontiguousarray(t["amount"][rows])) if len(rows) else []
+    return decimals(np.ascontiguousarray(t["amount"][rows]))
 
 
 def _wall_ms() -> int:

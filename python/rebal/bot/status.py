@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from rebal.book import NEVER
 from rebal.engine import Stage
 
 if TYPE_CHECKING:
@@ -59,12 +58,10 @@ def _next_check(bot: Bot, p: dict[str, Any]) -> str:
         return "-" if stage == Stage.TERMINATED else "next step"
     if not p["active"]:
         return "paused"
-    book = bot.engine.book.columns()
-    slot = bot.engine.book.slot(bot.portfolio_id)
     if p.get("trigger") == "calendar":
-        return _when(int(book["next_check_ms"][slot]))
-    last, cooldown = int(book["last_rebalance_ms"][slot]), int(book["cooldown_ms"][slot])
-    if last != NEVER and bot.engine.now_ms is not None and last + cooldown > bot.engine.now_ms:
+        return _when(p["next_check_ms"])
+    last, cooldown = p["last_rebalance_ms"], p["cooldown_ms"]
+    if last is not None and bot.engine.now_ms is not None and last + cooldown > bot.engine.now_ms:
         return f"after the cooldown, {_when(last + cooldown)}"
     return "every step (threshold)"
 

@@ -9,7 +9,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
-use crate::book::{amount_words, BookRef, StateMut, DESTINATION_BAND_EDGE, DESTINATION_INNER_BAND, KIND_RELATIVE, NEVER};
+use crate::book::{amount_words, BookRef, StateMut, DESTINATION_INNER_BAND, KIND_RELATIVE, NEVER};
 use crate::lots::Amount;
 use crate::market::{Market, Quote};
 use crate::plan::{plan_into, Scratch};
@@ -157,7 +157,6 @@ fn book(rng: &mut Rng, n: usize, quotes: &[Quote], share: f64, mixed: bool) -> O
         let destination = if mixed { rng.below(3) as u8 } else { 0 };
         o.destination.push(destination);
         o.inner_k.push(if destination == DESTINATION_INNER_BAND { 0.5 } else { 0.0 });
-        let _ = DESTINATION_BAND_EDGE;
         o.fee_rate.push(if mixed && rng.unit() < 0.2 { 0.002 } else { f64::NAN });
     }
     o

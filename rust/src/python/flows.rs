@@ -133,7 +133,9 @@ pub fn fill_in_full<'py>(
     let cash_float = cash_float.as_slice_mut().map_err(|_| bad("cash_float"))?;
     let amount_float = amount_float.as_slice_mut().map_err(|_| bad("amount_float"))?;
     if 2 * cash_float.len() != cash.len() || 2 * amount_float.len() != holdings.len() {
-        return Err(bad("cash_float"));
+        let lengths = format!("{} cash floats, {} amount floats", cash_float.len(), amount_float.len());
+        let wanted = format!("one per cash slot ({}) and per holding row ({})", cash.len() / 2, holdings.len() / 2);
+        return Err(to_pyerr(py, CoreError::config("cash_float", lengths, wanted)));
     }
     let fills = crate::fills::FullFills {
         slots: slice(py, &slots, "slots")?,
