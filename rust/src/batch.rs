@@ -393,7 +393,7 @@ pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices:
     let mut out = Scanned::sized(n);
     let chunk = chunk_size(n);
     let tasks: Vec<_> = out.chunks_mut(chunk).collect();
-    run_tasks(tasks, n < INLINE_PORTFOLIOS, || (), |_, (c, mut found)| {
+    run_tasks(tasks, crate::workers::inline(n, INLINE_PORTFOLIOS), || (), |_, (c, mut found)| {
         let rows = c * chunk..c * chunk + found.status.len();
         let seen = StateRef {
             last_rebalance_ms: &state.last_rebalance_ms[rows.clone()],
@@ -443,7 +443,7 @@ pub fn plan(
         .zip(split_at_bounds(epoch, &bounds))
         .map(|(((((&start, status), last), next), lock), epoch)| (start, status, last, next, lock, epoch))
         .collect();
-    let inline = action.iter().filter(|&&a| a != ACTION_NONE).count() < INLINE_PLANS;
+    let inline = crate::workers::inline(action.iter().filter(|&&a| a != ACTION_NONE).count(), INLINE_PLANS);
     let parts: Vec<(LegColumns, LegColumns)> =
         run_tasks(tasks, inline, Worker::default, |worker, (_, (start, status, last, next, lock, epoch))| {
             let action = &action[start..start + status.len()];

@@ -347,7 +347,7 @@ pub(crate) fn exit_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u3
 /// (the caller masks); a zero holding counts nothing whatever its price.
 /// Refused (naming `prices`) if some holding's asset has no price at all.
 pub fn values(book: &BookRef<'_>, prices: &[f64]) -> Result<Vec<f64>> {
-    let inline = book.len() < INLINE_PORTFOLIOS;
+    let inline = crate::workers::inline(book.len(), INLINE_PORTFOLIOS);
     let highest = if inline { book.asset.iter().max() } else { book.asset.par_iter().max() };
     if let Some(&asset) = highest {
         if asset < 0 || asset as usize >= prices.len() {

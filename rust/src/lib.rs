@@ -14,6 +14,7 @@ pub mod market;
 pub mod plan;
 pub mod portfolio;
 pub mod trigger;
+pub mod workers;
 
 #[cfg(feature = "python")]
 mod python;

@@ -88,6 +88,7 @@ def run(
     n, ticks = len(configs), len(data.times_ms)
     if n == 0 or ticks < 2:
         raise ValueError("a backtest needs at least one config and two ticks")
+    _rebal.join_pool()  # each tick's Rust starts at once instead of waking the pool
     fees = np.broadcast_to(np.asarray(fee, dtype=np.float64), (n,)).copy()
     slip = slippage_bps / 10_000
     markets = list(markets) if markets is not None else markets_for(data, fee=float(fees.max()))

@@ -10,7 +10,15 @@ mod flows;
 mod market;
 mod plan;
 
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
+
+/// Makes the calling thread a worker of its own pool, so its parallel calls
+/// start at once (see `rebal::workers`); returns whether it joined one.
+#[pyfunction]
+fn join_pool() -> PyResult<bool> {
+    crate::workers::join_pool().map_err(|e| PyOSError::new_err(format!("could not start a thread pool: {e}")))
+}
 
 #[pymodule]
 fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -34,6 +42,7 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flows::fill_in_full, m)?)?;
     m.add_function(wrap_pyfunction!(flows::add_amounts, m)?)?;
     m.add_function(wrap_pyfunction!(flows::hold_values, m)?)?;
+    m.add_function(wrap_pyfunction!(join_pool, m)?)?;
     Ok(())
 }
 
