@@ -745,10 +745,24 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
     open.clear();
     open.extend(0..rows.len());
 
+    // Whether `open` and `deficits` are those of the rows and cash as they
+    // stand (a round that added nothing changed nothing).
+    let mut fresh = false;
     for _ in 0..=rows.len() {
         candidates(open, deficits, rows, v_after, cash);
         if open.is_empty() {
             return;
+        }
+        // Filling to a level L ≥ 0 adds at most what filling to 0 would: if
+        // that is less than every candidate's next increment, so is this
+        // round (most rounds: the buys already stop within a lot of target).
+        let fills_a_lot = |&i: &usize| {
+            let r = &rows[i];
+            to_lots(deficits[i] / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy) >= r.increment()
+        };
+        if !open.iter().any(fills_a_lot) {
+            fresh = true;
+            break;
         }
         order.clear();
         order.extend_from_slice(open);
@@ -776,6 +790,7 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
             }
         }
         if !added {
+            fresh = true;
             break;
         }
     }
@@ -783,7 +798,9 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
     // The last few lots: the most underweight asset that can afford its next
     // increment, lifted to the next one's level (at least one increment).
     for _ in 0..(8 * rows.len() + 32) {
-        candidates(open, deficits, rows, v_after, cash);
+        if !std::mem::take(&mut fresh) {
+            candidates(open, deficits, rows, v_after, cash);
+        }
         let Some((&first, others)) = open.split_first() else { break };
         let (mut best, mut next_deficit) = (first, f64::NEG_INFINITY);
         for &i in others {
