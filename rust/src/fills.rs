@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use ethnum::U256;
 
@@ -31,12 +32,138 @@ pub struct FullFills<'a> {
 /// holdings. All or nothing: a balance that would go below zero (or a bad
 /// price or fee rate) is an error naming the leg, and the legs written
 /// before it are undone.
+///
+/// Many fills go in parallel when they cut into runs that touch disjoint
+/// balances (see [`independent_parts`]): each run is filled in order as
+/// below, and if any is refused every run is undone and the first refused
+/// leg is reported, as filling them all in order would.
 pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>) -> Result<(Vec<i64>, Vec<i64>)> {
+    fill_in_full_on(cash, holdings, fills, crate::workers::inline(fills.slots.len(), INLINE_FILLS))
+}
+
+/// Below this many fills (about 0.1 µs each) a call fills on the calling
+/// thread (see [`crate::workers::inline`]).
+const INLINE_FILLS: usize = 8192;
+
+/// Fills per parallel task, at least: a task costs a map of decimals and a
+/// few pieces of the columns.
+const MIN_PART: usize = 256;
+
+fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>, inline: bool) -> Result<(Vec<i64>, Vec<i64>)> {
     let n = fills.slots.len();
     let lengths = [fills.rows.len(), fills.buy.len(), fills.amount.len() / 2, fills.price.len(), fills.fee_rate.len()];
     if lengths.iter().any(|&len| len != n) {
         return Err(CoreError::config("fills", format!("{lengths:?}"), format!("one value per fill ({n} fills)")));
     }
+    let (mut costs, mut fees) = (vec![0; 2 * n], vec![0; 2 * n]);
+    let tasks = (4 * rayon::current_num_threads()).min(n / MIN_PART);
+    let parts = if inline || tasks < 2 { None } else { independent_parts(fills, cash.len() / 2, holdings.len() / 2, tasks) };
+    let Some(parts) = parts else {
+        fill_part(cash, holdings, (0, 0), fills, 0..n, &mut costs, &mut fees)?;
+        return Ok((costs, fees));
+    };
+    let cash_pieces = pieces(cash, parts.iter().map(|p| p.slots.clone()));
+    let held_pieces = pieces(holdings, parts.iter().map(|p| p.rows.clone()));
+    let cost_pieces = pieces(&mut costs, parts.iter().map(|p| p.fills.clone()));
+    let fee_pieces = pieces(&mut fees, parts.iter().map(|p| p.fills.clone()));
+    let tasks: Vec<_> = parts.iter().zip(cash_pieces.into_iter().zip(held_pieces)).zip(cost_pieces.into_iter().zip(fee_pieces)).collect();
+    let done = crate::batch::run_tasks(tasks, false, || (), |_, (_, ((part, (cash, holdings)), (costs, fees)))| {
+        fill_part(cash, holdings, (part.slots.start, part.rows.start), fills, part.fills.clone(), costs, fees)
+    });
+    if done.iter().any(Result::is_err) {
+        // The parts are in fill order: the first refused holds the first refused leg.
+        let mut refused = None;
+        for (part, done) in parts.iter().zip(done) {
+            match done {
+                Ok(undo) => undo_writes(cash, holdings, (part.slots.start, part.rows.start), &undo),
+                Err(e) => _ = refused.get_or_insert(e),
+            }
+        }
+        if let Some(e) = refused {
+            return Err(e);
+        }
+    }
+    Ok((costs, fees))
+}
+
+/// A run of fills (`fills`, by position) and the slots and rows it touches
+/// (the least to the greatest).
+struct Part {
+    fills: Range<usize>,
+    slots: Range<usize>,
+    rows: Range<usize>,
+}
+
+/// The fills cut into about `tasks` runs of equal length, each cut moved on
+/// to where the slot changes (a portfolio's fills come together, its sells
+/// before its buys), when that makes runs that can be filled apart: the
+/// slots of each run lie in a span no other run's slots reach, and so do its
+/// rows. Then no run reads or writes a word another run writes, and filling
+/// the runs in any order (or at once) writes what filling the fills in order
+/// does. Otherwise (a slot's fills apart, a row in two runs, an index out of
+/// range: the error is the sequential pass's to report) None.
+fn independent_parts(fills: &FullFills<'_>, slot_count: usize, row_count: usize, tasks: usize) -> Option<Vec<Part>> {
+    let n = fills.slots.len();
+    let span = |column: &[i64], fills: &Range<usize>, count: usize| {
+        let (least, greatest) = column[fills.clone()].iter().fold((i64::MAX, i64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        (least >= 0 && greatest < count as i64).then(|| least as usize..greatest as usize + 1)
+    };
+    let mut parts = Vec::with_capacity(tasks);
+    let mut start = 0;
+    for t in 1..=tasks {
+        let mut end = (n * t / tasks).max(start);
+        while end > 0 && end < n && fills.slots[end] == fills.slots[end - 1] {
+            end += 1;
+        }
+        if end > start {
+            let run = start..end;
+            parts.push(Part { slots: span(fills.slots, &run, slot_count)?, rows: span(fills.rows, &run, row_count)?, fills: run });
+            start = end;
+        }
+    }
+    let apart = |span: fn(&Part) -> Range<usize>| {
+        let mut spans: Vec<Range<usize>> = parts.iter().map(span).collect();
+        spans.sort_unstable_by_key(|s| s.start);
+        spans.windows(2).all(|w| w[0].end <= w[1].start)
+    };
+    (apart(|p| p.slots.clone()) && apart(|p| p.rows.clone())).then_some(parts)
+}
+
+/// `words` (two per index) cut into the pieces at `spans` (of indices,
+/// disjoint, in any order), returned in the order of `spans`.
+fn pieces<T>(mut words: &mut [T], spans: impl Iterator<Item = Range<usize>>) -> Vec<&mut [T]> {
+    let spans: Vec<Range<usize>> = spans.collect();
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_unstable_by_key(|&i| spans[i].start);
+    let mut cut: Vec<(usize, &mut [T])> = Vec::with_capacity(spans.len());
+    let mut at = 0;
+    for i in order {
+        let (_, rest) = std::mem::take(&mut words).split_at_mut(2 * spans[i].start - at);
+        let (piece, rest) = rest.split_at_mut(2 * spans[i].len());
+        cut.push((i, piece));
+        (words, at) = (rest, 2 * spans[i].end);
+    }
+    cut.sort_unstable_by_key(|&(i, _)| i);
+    cut.into_iter().map(|(_, piece)| piece).collect()
+}
+
+/// Old words of a slot (`true`) or row written by a fill, by index in the
+/// pieces filled.
+type Undo = Vec<(bool, usize, [i64; 2])>;
+
+/// Fills `ks` in order against `cash` and `holdings`, the columns' pieces
+/// from slot `at.0` and row `at.1`, their costs and fees into `costs` and
+/// `fees` (two words per fill of `ks`). Returns what undoes its writes; if
+/// a fill is refused, its writes are undone and its error returned.
+fn fill_part(
+    cash: &mut [i64],
+    holdings: &mut [i64],
+    at: (usize, usize),
+    fills: &FullFills<'_>,
+    ks: Range<usize>,
+    costs: &mut [i64],
+    fees: &mut [i64],
+) -> Result<Undo> {
     let mut decimals: IndexMap<u64, Fraction> = IndexMap::default();
     // Field names are built only for an error: most calls make none.
     let mut fraction_of = |x: f64, field: &dyn Fn() -> String| -> Result<Fraction> {
@@ -53,33 +180,39 @@ pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_
         decimals.insert(x.to_bits(), f);
         Ok(f)
     };
-    let mut costs = Vec::with_capacity(2 * n);
-    let mut fees = Vec::with_capacity(2 * n);
     // Each fill is written in place once worked out (a later fill of the same
     // slot or row builds on it), its old words kept in an undo log that is
     // replayed backwards if a later fill is refused: all or nothing, without
     // a map of balances to probe per fill.
-    let mut undo: Vec<(bool, usize, [i64; 2])> = Vec::with_capacity(2 * n);
-    for k in 0..n {
-        match fill_one(cash, holdings, fills, k, &mut fraction_of) {
+    let first = ks.start;
+    let mut undo: Undo = Vec::with_capacity(2 * ks.len());
+    for k in ks {
+        match fill_one(cash, holdings, at, fills, k, &mut fraction_of) {
             Ok(Filled { slot, row, cash_after, held_after, cost, fee }) => {
                 undo.push((true, slot, [cash[2 * slot], cash[2 * slot + 1]]));
                 undo.push((false, row, [holdings[2 * row], holdings[2 * row + 1]]));
                 cash[2 * slot..2 * slot + 2].copy_from_slice(&split(cash_after));
                 holdings[2 * row..2 * row + 2].copy_from_slice(&split(held_after));
-                costs.extend(split(cost));
-                fees.extend(split(fee));
+                let i = 2 * (k - first);
+                costs[i..i + 2].copy_from_slice(&split(cost));
+                fees[i..i + 2].copy_from_slice(&split(fee));
             }
             Err(e) => {
-                for &(is_cash, i, old) in undo.iter().rev() {
-                    let words = if is_cash { &mut *cash } else { &mut *holdings };
-                    words[2 * i..2 * i + 2].copy_from_slice(&old);
-                }
+                undo_writes(cash, holdings, (0, 0), &undo);
                 return Err(e);
             }
         }
     }
-    Ok((costs, fees))
+    Ok(undo)
+}
+
+/// Replays `undo` backwards on the columns (or pieces of them) from slot
+/// `at.0` and row `at.1`.
+fn undo_writes(cash: &mut [i64], holdings: &mut [i64], at: (usize, usize), undo: &Undo) {
+    for &(is_cash, i, old) in undo.iter().rev() {
+        let (words, i) = if is_cash { (&mut *cash, at.0 + i) } else { (&mut *holdings, at.1 + i) };
+        words[2 * i..2 * i + 2].copy_from_slice(&old);
+    }
 }
 
 /// One fill worked out against the balances as they stand: its slot and
@@ -96,16 +229,18 @@ struct Filled {
 fn fill_one(
     cash: &[i64],
     holdings: &[i64],
+    at: (usize, usize),
     fills: &FullFills<'_>,
     k: usize,
     fraction_of: &mut impl FnMut(f64, &dyn Fn() -> String) -> Result<Fraction>,
 ) -> Result<Filled> {
     let field = || format!("fills[{k}]");
     let (slot, row) = (fills.slots[k], fills.rows[k]);
-    if slot < 0 || 2 * slot as usize + 1 >= cash.len() || row < 0 || 2 * row as usize + 1 >= holdings.len() {
+    // By index in the pieces given, which start at slot `at.0` and row `at.1`.
+    let local = |i: i64, from: usize, words: &[i64]| usize::try_from(i).ok().and_then(|i| i.checked_sub(from)).filter(|&i| i < words.len() / 2);
+    let (Some(slot), Some(row)) = (local(slot, at.0, cash), local(row, at.1, holdings)) else {
         return Err(CoreError::config(field(), format!("slot {slot}, row {row}"), "out of range"));
-    }
-    let (slot, row) = (slot as usize, row as usize);
+    };
     let price = fills.price[k];
     if !(price.is_finite() && price > 0.0) {
         return Err(CoreError::price(format!("{}.price", field()), price, "must be a finite price > 0"));
@@ -342,5 +477,123 @@ mod tests {
         assert!(fill_in_full(&mut cash, &mut held, &fills).is_err());
         assert_eq!(words_at(&cash, 0), Amount::parse("10").expect("a").atoms());
         assert_eq!(words_at(&held, 0), Amount::parse("1").expect("a").atoms());
+    }
+
+    /// Fills of `slots` portfolios of four holdings each, every third one
+    /// selling two holdings and buying a third (in that order), from a seed.
+    struct Case {
+        cash: Vec<i64>,
+        held: Vec<i64>,
+        slots: Vec<i64>,
+        rows: Vec<i64>,
+        buy: Vec<bool>,
+        amount: Vec<i64>,
+        price: Vec<f64>,
+        fee_rate: Vec<f64>,
+    }
+
+    /// Costs and fees (or the error), then the cash and holdings.
+    type Outcome = (Result<(Vec<i64>, Vec<i64>)>, Vec<i64>, Vec<i64>);
+
+    impl Case {
+        fn new(slots: usize, seed: u64) -> Case {
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let atoms = |x: u64| split(i128::from(x) * 1_000_000_000_000);
+            let mut case = Case { cash: vec![], held: vec![], slots: vec![], rows: vec![], buy: vec![], amount: vec![], price: vec![], fee_rate: vec![] };
+            for s in 0..slots {
+                case.cash.extend(atoms(100_000_000_000 + next() % 100_000_000_000));
+                for _ in 0..4 {
+                    case.held.extend(atoms(3_000_000 + next() % 5_000_000));
+                }
+                let legs = if s % 3 == 0 { &[(0, false), (1, false), (2, true)][..] } else { &[] };
+                for &(leg, buy) in legs {
+                    case.slots.push(s as i64);
+                    case.rows.push((4 * s + leg) as i64);
+                    case.buy.push(buy);
+                    case.amount.extend(atoms(next() % 3_000_000));
+                    case.price.push([0.1, 7.25, 31_000.5, 1.01, 0.000_123][(next() % 5) as usize]);
+                    case.fee_rate.push([0.001, 0.0, 0.000_75][(next() % 3) as usize]);
+                }
+            }
+            case
+        }
+
+        fn fills(&self) -> FullFills<'_> {
+            FullFills { slots: &self.slots, rows: &self.rows, buy: &self.buy, amount: &self.amount, price: &self.price, fee_rate: &self.fee_rate }
+        }
+
+        /// The outcome and the balances after, in order on this thread or in parallel on two.
+        fn fill(&self, inline: bool) -> Outcome {
+            let (mut cash, mut held) = (self.cash.clone(), self.held.clone());
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+            let done = pool.install(|| fill_in_full_on(&mut cash, &mut held, &self.fills(), inline));
+            (done, cash, held)
+        }
+
+        fn parts(&self) -> Option<Vec<Part>> {
+            independent_parts(&self.fills(), self.cash.len() / 2, self.held.len() / 2, 8)
+        }
+    }
+
+    #[test]
+    fn fills_in_parallel_write_what_fills_in_order_do() {
+        for seed in 1..20 {
+            let case = Case::new(3000, seed);
+            assert!(case.parts().is_some_and(|parts| parts.len() == 8), "the fills go in parallel");
+            let (in_order, parallel) = (case.fill(true), case.fill(false));
+            assert!(in_order.0.is_ok(), "seed {seed}: {:?}", in_order.0);
+            assert_eq!(in_order, parallel, "seed {seed}");
+            assert_ne!(in_order.1, case.cash);
+        }
+    }
+
+    #[test]
+    fn fills_that_do_not_cut_apart_are_filled_in_order() {
+        let mut case = Case::new(3000, 7);
+        // A slot's fills apart (its last fill moved to the end), then a row in two slots' runs.
+        let last = case.slots.len() - 1;
+        case.slots.swap(2, last);
+        case.rows.swap(2, last);
+        case.buy.swap(2, last);
+        assert!(case.parts().is_none());
+        assert_eq!(case.fill(true), case.fill(false));
+        let mut case = Case::new(3000, 7);
+        case.rows[case.slots.len() - 1] = 5;
+        assert!(case.parts().is_none());
+        assert_eq!(case.fill(true), case.fill(false));
+        // An index out of range anywhere: the error of the fills in order.
+        let mut case = Case::new(3000, 7);
+        case.slots[2000] = 3000;
+        assert!(case.parts().is_none());
+        let (done, cash, held) = case.fill(false);
+        assert_eq!(done.expect_err("out of range").field, "fills[2000]");
+        assert_eq!((cash, held), (case.cash.clone(), case.held.clone()));
+    }
+
+    #[test]
+    fn a_refusal_in_a_late_part_undoes_every_part() {
+        let case = Case::new(3000, 3);
+        let n = case.slots.len();
+        let too_much = split(i128::from(u64::MAX) << 20);
+        for refused in [vec![n - 1], vec![n - 2, 5], vec![n / 2 + 1, n - 3, 2 * n / 3]] {
+            let mut case = Case::new(3000, 3);
+            for &k in &refused {
+                // A buy of more than the cash (or a sell of more than is held); a bad price for the last.
+                case.amount[2 * k..2 * k + 2].copy_from_slice(&too_much);
+            }
+            case.price[*refused.last().expect("one")] = f64::NAN;
+            assert!(case.parts().is_some());
+            let (in_order, parallel) = (case.fill(true), case.fill(false));
+            let first = refused.iter().min().expect("one");
+            assert!(in_order.0.as_ref().is_err_and(|e| e.field.starts_with(&format!("fills[{first}]"))), "{:?}", in_order.0);
+            assert_eq!(in_order, parallel);
+            assert_eq!((parallel.1, parallel.2), (case.cash.clone(), case.held.clone()), "nothing written");
+        }
     }
 }
