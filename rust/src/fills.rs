@@ -38,7 +38,48 @@ pub struct FullFills<'a> {
 /// below, and if any is refused every run is undone and the first refused
 /// leg is reported, as filling them all in order would.
 pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>) -> Result<(Vec<i64>, Vec<i64>)> {
-    fill_in_full_on(cash, holdings, fills, crate::workers::inline(fills.slots.len(), INLINE_FILLS))
+    let (costs, fees, _) = fill_in_full_on(cash, holdings, fills, crate::workers::inline(fills.slots.len(), INLINE_FILLS))?;
+    Ok((costs, fees))
+}
+
+/// Float copies of the balances: `cash` by slot, `amounts` by row.
+pub struct FloatCopies<'a> {
+    pub cash: &'a mut [f64],
+    pub amounts: &'a mut [f64],
+}
+
+/// [`fill_in_full`], then the float copies of the cash and holdings it
+/// wrote refreshed (`Amount::to_f64`); returns each fill's cost and fee as
+/// those floats. The copies are written only once every fill is.
+pub fn fill_in_full_with_floats(cash: &mut [i64], holdings: &mut [i64], floats: FloatCopies<'_>, fills: &FullFills<'_>) -> Result<(Vec<f64>, Vec<f64>)> {
+    if 2 * floats.cash.len() != cash.len() || 2 * floats.amounts.len() != holdings.len() {
+        let lengths = format!("{} cash floats, {} amount floats", floats.cash.len(), floats.amounts.len());
+        let wanted = format!("one per cash slot ({}) and per holding row ({})", cash.len() / 2, holdings.len() / 2);
+        return Err(CoreError::config("cash_float", lengths, wanted));
+    }
+    let n = fills.slots.len();
+    let (costs, fees, parts) = fill_in_full_on(cash, holdings, fills, crate::workers::inline(n, INLINE_FILLS))?;
+    // The same parts as the fills (they write apart), or one of them all.
+    let inline = parts.is_none();
+    let parts = parts.unwrap_or_else(|| vec![Part { fills: 0..n, slots: 0..floats.cash.len(), rows: 0..floats.amounts.len() }]);
+    let (mut cost_floats, mut fee_floats) = (vec![0.0; n], vec![0.0; n]);
+    let cash_pieces = pieces(floats.cash, 1, parts.iter().map(|p| p.slots.clone()));
+    let amount_pieces = pieces(floats.amounts, 1, parts.iter().map(|p| p.rows.clone()));
+    let cost_pieces = pieces(&mut cost_floats, 1, parts.iter().map(|p| p.fills.clone()));
+    let fee_pieces = pieces(&mut fee_floats, 1, parts.iter().map(|p| p.fills.clone()));
+    let tasks: Vec<_> = parts.iter().zip(cash_pieces.into_iter().zip(amount_pieces)).zip(cost_pieces.into_iter().zip(fee_pieces)).collect();
+    let (cash, holdings) = (&*cash, &*holdings);
+    let float = |words: &[i64], i: usize| Amount::from_atoms(words_at(words, i)).to_f64();
+    crate::batch::run_tasks(tasks, inline, || (), |_, (_, ((part, (cash_floats, amount_floats)), (cost_floats, fee_floats)))| {
+        for k in part.fills.clone() {
+            let (slot, row) = (fills.slots[k] as usize, fills.rows[k] as usize); // checked by the fills
+            cash_floats[slot - part.slots.start] = float(cash, slot);
+            amount_floats[row - part.rows.start] = float(holdings, row);
+            let i = k - part.fills.start;
+            (cost_floats[i], fee_floats[i]) = (float(&costs, k), float(&fees, k));
+        }
+    });
+    Ok((cost_floats, fee_floats))
 }
 
 /// Below this many fills (about 0.1 µs each) a call fills on the calling
@@ -49,7 +90,10 @@ const INLINE_FILLS: usize = 8192;
 /// few pieces of the columns.
 const MIN_PART: usize = 256;
 
-fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>, inline: bool) -> Result<(Vec<i64>, Vec<i64>)> {
+/// Costs, fees and the parts filled in parallel (None: filled in order).
+type Filling = (Vec<i64>, Vec<i64>, Option<Vec<Part>>);
+
+fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>, inline: bool) -> Result<Filling> {
     let n = fills.slots.len();
     let lengths = [fills.rows.len(), fills.buy.len(), fills.amount.len() / 2, fills.price.len(), fills.fee_rate.len()];
     if lengths.iter().any(|&len| len != n) {
@@ -60,12 +104,12 @@ fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>
     let parts = if inline || tasks < 2 { None } else { independent_parts(fills, cash.len() / 2, holdings.len() / 2, tasks) };
     let Some(parts) = parts else {
         fill_part(cash, holdings, (0, 0), fills, 0..n, &mut costs, &mut fees)?;
-        return Ok((costs, fees));
+        return Ok((costs, fees, None));
     };
-    let cash_pieces = pieces(cash, parts.iter().map(|p| p.slots.clone()));
-    let held_pieces = pieces(holdings, parts.iter().map(|p| p.rows.clone()));
-    let cost_pieces = pieces(&mut costs, parts.iter().map(|p| p.fills.clone()));
-    let fee_pieces = pieces(&mut fees, parts.iter().map(|p| p.fills.clone()));
+    let cash_pieces = pieces(cash, 2, parts.iter().map(|p| p.slots.clone()));
+    let held_pieces = pieces(holdings, 2, parts.iter().map(|p| p.rows.clone()));
+    let cost_pieces = pieces(&mut costs, 2, parts.iter().map(|p| p.fills.clone()));
+    let fee_pieces = pieces(&mut fees, 2, parts.iter().map(|p| p.fills.clone()));
     let tasks: Vec<_> = parts.iter().zip(cash_pieces.into_iter().zip(held_pieces)).zip(cost_pieces.into_iter().zip(fee_pieces)).collect();
     let done = crate::batch::run_tasks(tasks, false, || (), |_, (_, ((part, (cash, holdings)), (costs, fees)))| {
         fill_part(cash, holdings, (part.slots.start, part.rows.start), fills, part.fills.clone(), costs, fees)
@@ -83,7 +127,7 @@ fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>
             return Err(e);
         }
     }
-    Ok((costs, fees))
+    Ok((costs, fees, Some(parts)))
 }
 
 /// A run of fills (`fills`, by position) and the slots and rows it touches
@@ -129,19 +173,19 @@ fn independent_parts(fills: &FullFills<'_>, slot_count: usize, row_count: usize,
     (apart(|p| p.slots.clone()) && apart(|p| p.rows.clone())).then_some(parts)
 }
 
-/// `words` (two per index) cut into the pieces at `spans` (of indices,
+/// `words` (`width` per index) cut into the pieces at `spans` (of indices,
 /// disjoint, in any order), returned in the order of `spans`.
-fn pieces<T>(mut words: &mut [T], spans: impl Iterator<Item = Range<usize>>) -> Vec<&mut [T]> {
+fn pieces<T>(mut words: &mut [T], width: usize, spans: impl Iterator<Item = Range<usize>>) -> Vec<&mut [T]> {
     let spans: Vec<Range<usize>> = spans.collect();
     let mut order: Vec<usize> = (0..spans.len()).collect();
     order.sort_unstable_by_key(|&i| spans[i].start);
     let mut cut: Vec<(usize, &mut [T])> = Vec::with_capacity(spans.len());
     let mut at = 0;
     for i in order {
-        let (_, rest) = std::mem::take(&mut words).split_at_mut(2 * spans[i].start - at);
-        let (piece, rest) = rest.split_at_mut(2 * spans[i].len());
+        let (_, rest) = std::mem::take(&mut words).split_at_mut(width * spans[i].start - at);
+        let (piece, rest) = rest.split_at_mut(width * spans[i].len());
         cut.push((i, piece));
-        (words, at) = (rest, 2 * spans[i].end);
+        (words, at) = (rest, width * spans[i].end);
     }
     cut.sort_unstable_by_key(|&(i, _)| i);
     cut.into_iter().map(|(_, piece)| piece).collect()
@@ -533,7 +577,7 @@ mod tests {
             let (mut cash, mut held) = (self.cash.clone(), self.held.clone());
             let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
             let done = pool.install(|| fill_in_full_on(&mut cash, &mut held, &self.fills(), inline));
-            (done, cash, held)
+            (done.map(|(costs, fees, _)| (costs, fees)), cash, held)
         }
 
         fn parts(&self) -> Option<Vec<Part>> {
@@ -595,5 +639,40 @@ mod tests {
             assert_eq!(in_order, parallel);
             assert_eq!((parallel.1, parallel.2), (case.cash.clone(), case.held.clone()), "nothing written");
         }
+    }
+
+    #[test]
+    fn the_float_copies_are_those_of_the_words_written() {
+        let case = Case::new(3000, 11);
+        let (words, cash, held) = case.fill(true);
+        let (costs, fees) = words.expect("fills");
+        let floats = |words: &[i64]| (0..words.len() / 2).map(|i| Amount::from_atoms(words_at(words, i)).to_f64()).collect::<Vec<f64>>();
+        // What the binding wrote after the fills in order: the copies of each fill's slot and row.
+        let (mut cash_floats, mut amount_floats) = (vec![-1.0; case.cash.len() / 2], vec![-1.0; case.held.len() / 2]);
+        for (&slot, &row) in case.slots.iter().zip(&case.rows) {
+            cash_floats[slot as usize] = floats(&cash)[slot as usize];
+            amount_floats[row as usize] = floats(&held)[row as usize];
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+        for on_pool in [false, true] {
+            let (mut c, mut h) = (case.cash.clone(), case.held.clone());
+            let (mut cf, mut af) = (vec![-1.0; c.len() / 2], vec![-1.0; h.len() / 2]);
+            let mut fill = || fill_in_full_with_floats(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills());
+            let (cost_floats, fee_floats) = if on_pool { pool.install(fill) } else { fill() }.expect("fills");
+            assert_eq!((&c, &h), (&cash, &held));
+            let bits = |x: &[f64]| x.iter().map(|f| f.to_bits()).collect::<Vec<u64>>();
+            assert_eq!((bits(&cost_floats), bits(&fee_floats)), (bits(&floats(&costs)), bits(&floats(&fees))));
+            assert_eq!((bits(&cf), bits(&af)), (bits(&cash_floats), bits(&amount_floats)));
+        }
+        // A refusal writes no copy; copies of the wrong length are refused first.
+        let mut case = Case::new(3000, 11);
+        case.price[2900] = -1.0;
+        let (mut cf, mut af) = (vec![-1.0; case.cash.len() / 2], vec![-1.0; case.held.len() / 2]);
+        let (mut c, mut h) = (case.cash.clone(), case.held.clone());
+        let refused = pool.install(|| fill_in_full_with_floats(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills()));
+        assert_eq!(refused.expect_err("a bad price").field, "fills[2900].price");
+        assert!(cf.iter().chain(&af).all(|&x| x == -1.0) && (&c, &h) == (&case.cash, &case.held));
+        let short = fill_in_full_with_floats(&mut c, &mut h, FloatCopies { cash: &mut [], amounts: &mut af }, &case.fills());
+        assert_eq!(short.expect_err("no copies").field, "cash_float");
     }
 }
