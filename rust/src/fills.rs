@@ -38,7 +38,9 @@ pub struct FullFills<'a> {
 /// below, and if any is refused every run is undone and the first refused
 /// leg is reported, as filling them all in order would.
 pub fn fill_in_full(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>) -> Result<(Vec<i64>, Vec<i64>)> {
-    let (costs, fees, _) = fill_in_full_on(cash, holdings, fills, crate::workers::inline(fills.slots.len(), INLINE_FILLS))?;
+    let n = fills.slots.len();
+    let (mut costs, mut fees) = (vec![0; 2 * n], vec![0; 2 * n]);
+    fill_in_full_on(cash, holdings, fills, Out::Words { costs: &mut costs, fees: &mut fees }, crate::workers::inline(n, INLINE_FILLS))?;
     Ok((costs, fees))
 }
 
@@ -48,42 +50,23 @@ pub struct FloatCopies<'a> {
     pub amounts: &'a mut [f64],
 }
 
-/// [`fill_in_full`], then the float copies of the cash and holdings it
-/// wrote refreshed (`Amount::to_f64`); returns each fill's cost and fee as
-/// those floats. The copies are written only once every fill is.
+/// [`fill_in_full`] that also refreshes the float copies of the cash and
+/// holdings it writes (`Amount::to_f64` of the words after the fills), all
+/// or nothing with them, and returns each fill's cost and fee as those floats.
 pub fn fill_in_full_with_floats(cash: &mut [i64], holdings: &mut [i64], floats: FloatCopies<'_>, fills: &FullFills<'_>) -> Result<(Vec<f64>, Vec<f64>)> {
-    if 2 * floats.cash.len() != cash.len() || 2 * floats.amounts.len() != holdings.len() {
-        let lengths = format!("{} cash floats, {} amount floats", floats.cash.len(), floats.amounts.len());
-        let wanted = format!("one per cash slot ({}) and per holding row ({})", cash.len() / 2, holdings.len() / 2);
-        return Err(CoreError::config("cash_float", lengths, wanted));
-    }
     fill_in_full_with_floats_on(cash, holdings, floats, fills, crate::workers::inline(fills.slots.len(), INLINE_FILLS))
 }
 
-fn fill_in_full_with_floats_on(cash: &mut [i64], holdings: &mut [i64], floats: FloatCopies<'_>, fills: &FullFills<'_>, inline: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+fn fill_in_full_with_floats_on(cash: &mut [i64], holdings: &mut [i64], copies: FloatCopies<'_>, fills: &FullFills<'_>, inline: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+    if 2 * copies.cash.len() != cash.len() || 2 * copies.amounts.len() != holdings.len() {
+        let lengths = format!("{} cash floats, {} amount floats", copies.cash.len(), copies.amounts.len());
+        let wanted = format!("one per cash slot ({}) and per holding row ({})", cash.len() / 2, holdings.len() / 2);
+        return Err(CoreError::config("cash_float", lengths, wanted));
+    }
     let n = fills.slots.len();
-    let (costs, fees, parts) = fill_in_full_on(cash, holdings, fills, inline)?;
-    // The same parts as the fills (they write apart), or one of them all.
-    let inline = parts.is_none();
-    let parts = parts.unwrap_or_else(|| vec![Part { fills: 0..n, slots: 0..floats.cash.len(), rows: 0..floats.amounts.len() }]);
-    let (mut cost_floats, mut fee_floats) = (vec![0.0; n], vec![0.0; n]);
-    let cash_pieces = pieces(floats.cash, 1, parts.iter().map(|p| p.slots.clone()));
-    let amount_pieces = pieces(floats.amounts, 1, parts.iter().map(|p| p.rows.clone()));
-    let cost_pieces = pieces(&mut cost_floats, 1, parts.iter().map(|p| p.fills.clone()));
-    let fee_pieces = pieces(&mut fee_floats, 1, parts.iter().map(|p| p.fills.clone()));
-    let tasks: Vec<_> = parts.iter().zip(cash_pieces.into_iter().zip(amount_pieces)).zip(cost_pieces.into_iter().zip(fee_pieces)).collect();
-    let (cash, holdings) = (&*cash, &*holdings);
-    let float = |words: &[i64], i: usize| Amount::from_atoms(words_at(words, i)).to_f64();
-    crate::batch::run_tasks(tasks, inline, || (), |_, (_, ((part, (cash_floats, amount_floats)), (cost_floats, fee_floats)))| {
-        for k in part.fills.clone() {
-            let (slot, row) = (fills.slots[k] as usize, fills.rows[k] as usize); // checked by the fills
-            cash_floats[slot - part.slots.start] = float(cash, slot);
-            amount_floats[row - part.rows.start] = float(holdings, row);
-            let i = k - part.fills.start;
-            (cost_floats[i], fee_floats[i]) = (float(&costs, k), float(&fees, k));
-        }
-    });
-    Ok((cost_floats, fee_floats))
+    let (mut costs, mut fees) = (vec![0.0; n], vec![0.0; n]);
+    fill_in_full_on(cash, holdings, fills, Out::Floats { costs: &mut costs, fees: &mut fees, copies }, inline)?;
+    Ok((costs, fees))
 }
 
 /// Below this many fills (about 0.1 µs each) a call fills on the calling
@@ -97,36 +80,57 @@ const INLINE_FILLS: usize = 16_384;
 /// few pieces of the columns.
 const MIN_PART: usize = 256;
 
-/// Costs, fees and the parts filled in parallel (None: filled in order).
-type Filling = (Vec<i64>, Vec<i64>, Option<Vec<Part>>);
+/// What fills write besides the balances: each fill's cost and fee as words
+/// (two per fill), or as floats with the float copies of the balances
+/// written as they go (by slot and row, from `at` in [`fill_part`]).
+enum Out<'a> {
+    Words { costs: &'a mut [i64], fees: &'a mut [i64] },
+    Floats { costs: &'a mut [f64], fees: &'a mut [f64], copies: FloatCopies<'a> },
+}
 
-fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>, inline: bool) -> Result<Filling> {
+impl Out<'_> {
+    /// One piece for each of `parts`, in order.
+    fn split(&mut self, parts: &[Part]) -> Vec<Out<'_>> {
+        let spans = |span: fn(&Part) -> Range<usize>| parts.iter().map(span);
+        match self {
+            Out::Words { costs, fees } => {
+                let (costs, fees) = (pieces(costs, 2, spans(|p| p.fills.clone())), pieces(fees, 2, spans(|p| p.fills.clone())));
+                costs.into_iter().zip(fees).map(|(costs, fees)| Out::Words { costs, fees }).collect()
+            }
+            Out::Floats { costs, fees, copies } => {
+                let (costs, fees) = (pieces(costs, 1, spans(|p| p.fills.clone())), pieces(fees, 1, spans(|p| p.fills.clone())));
+                let (cash, amounts) = (pieces(copies.cash, 1, spans(|p| p.slots.clone())), pieces(copies.amounts, 1, spans(|p| p.rows.clone())));
+                let copies = cash.into_iter().zip(amounts).map(|(cash, amounts)| FloatCopies { cash, amounts });
+                costs.into_iter().zip(fees).zip(copies).map(|((costs, fees), copies)| Out::Floats { costs, fees, copies }).collect()
+            }
+        }
+    }
+}
+
+fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>, mut out: Out<'_>, inline: bool) -> Result<()> {
     let n = fills.slots.len();
     let lengths = [fills.rows.len(), fills.buy.len(), fills.amount.len() / 2, fills.price.len(), fills.fee_rate.len()];
     if lengths.iter().any(|&len| len != n) {
         return Err(CoreError::config("fills", format!("{lengths:?}"), format!("one value per fill ({n} fills)")));
     }
-    let (mut costs, mut fees) = (vec![0; 2 * n], vec![0; 2 * n]);
-    let tasks = (4 * rayon::current_num_threads()).min(n / MIN_PART);
+    let tasks = (PARTS_PER_THREAD * rayon::current_num_threads()).min(n / MIN_PART);
     let parts = if inline || tasks < 2 { None } else { independent_parts(fills, cash.len() / 2, holdings.len() / 2, tasks) };
     let Some(parts) = parts else {
-        fill_part(cash, holdings, (0, 0), fills, 0..n, &mut costs, &mut fees)?;
-        return Ok((costs, fees, None));
+        fill_part(cash, holdings, (0, 0), fills, 0..n, &mut out)?;
+        return Ok(());
     };
     let cash_pieces = pieces(cash, 2, parts.iter().map(|p| p.slots.clone()));
     let held_pieces = pieces(holdings, 2, parts.iter().map(|p| p.rows.clone()));
-    let cost_pieces = pieces(&mut costs, 2, parts.iter().map(|p| p.fills.clone()));
-    let fee_pieces = pieces(&mut fees, 2, parts.iter().map(|p| p.fills.clone()));
-    let tasks: Vec<_> = parts.iter().zip(cash_pieces.into_iter().zip(held_pieces)).zip(cost_pieces.into_iter().zip(fee_pieces)).collect();
-    let done = crate::batch::run_tasks(tasks, false, || (), |_, (_, ((part, (cash, holdings)), (costs, fees)))| {
-        fill_part(cash, holdings, (part.slots.start, part.rows.start), fills, part.fills.clone(), costs, fees)
+    let tasks: Vec<_> = parts.iter().zip(cash_pieces.into_iter().zip(held_pieces)).zip(out.split(&parts)).collect();
+    let done = crate::batch::run_tasks(tasks, false, || (), |_, (_, ((part, (cash, holdings)), mut out))| {
+        fill_part(cash, holdings, (part.slots.start, part.rows.start), fills, part.fills.clone(), &mut out)
     });
     if done.iter().any(Result::is_err) {
         // The parts are in fill order: the first refused holds the first refused leg.
         let mut refused = None;
         for (part, done) in parts.iter().zip(done) {
             match done {
-                Ok(undo) => undo_writes(cash, holdings, (part.slots.start, part.rows.start), &undo),
+                Ok(undo) => undo_writes(cash, holdings, &mut out, (part.slots.start, part.rows.start), &undo),
                 Err(e) => _ = refused.get_or_insert(e),
             }
         }
@@ -134,8 +138,12 @@ fn fill_in_full_on(cash: &mut [i64], holdings: &mut [i64], fills: &FullFills<'_>
             return Err(e);
         }
     }
-    Ok((costs, fees, Some(parts)))
+    Ok(())
 }
+
+/// Parallel tasks per thread: enough that a thread slowed (by another
+/// process on its core) leaves its share to the others.
+const PARTS_PER_THREAD: usize = 8;
 
 /// A run of fills (`fills`, by position) and the slots and rows it touches
 /// (the least to the greatest).
@@ -199,22 +207,14 @@ fn pieces<T>(mut words: &mut [T], width: usize, spans: impl Iterator<Item = Rang
 }
 
 /// Old words of a slot (`true`) or row written by a fill, by index in the
-/// pieces filled.
-type Undo = Vec<(bool, usize, [i64; 2])>;
+/// pieces filled, and its old float copy (with [`Out::Floats`]).
+type Undo = Vec<(bool, usize, [i64; 2], f64)>;
 
 /// Fills `ks` in order against `cash` and `holdings`, the columns' pieces
-/// from slot `at.0` and row `at.1`, their costs and fees into `costs` and
-/// `fees` (two words per fill of `ks`). Returns what undoes its writes; if
-/// a fill is refused, its writes are undone and its error returned.
-fn fill_part(
-    cash: &mut [i64],
-    holdings: &mut [i64],
-    at: (usize, usize),
-    fills: &FullFills<'_>,
-    ks: Range<usize>,
-    costs: &mut [i64],
-    fees: &mut [i64],
-) -> Result<Undo> {
+/// from slot `at.0` and row `at.1`, their costs and fees into `out` (its
+/// pieces for `ks`, its float copies from `at` too). Returns what undoes its
+/// writes; if a fill is refused, its writes are undone and its error returned.
+fn fill_part(cash: &mut [i64], holdings: &mut [i64], at: (usize, usize), fills: &FullFills<'_>, ks: Range<usize>, out: &mut Out<'_>) -> Result<Undo> {
     let mut decimals: IndexMap<u64, Fraction> = IndexMap::default();
     // Field names are built only for an error: most calls make none.
     let mut fraction_of = |x: f64, field: &dyn Fn() -> String| -> Result<Fraction> {
@@ -231,6 +231,7 @@ fn fill_part(
         decimals.insert(x.to_bits(), f);
         Ok(f)
     };
+    let float = |atoms: i128| Amount::from_atoms(atoms).to_f64();
     // Each fill is written in place once worked out (a later fill of the same
     // slot or row builds on it), its old words kept in an undo log that is
     // replayed backwards if a later fill is refused: all or nothing, without
@@ -240,16 +241,27 @@ fn fill_part(
     for k in ks {
         match fill_one(cash, holdings, at, fills, k, &mut fraction_of) {
             Ok(Filled { slot, row, cash_after, held_after, cost, fee }) => {
-                undo.push((true, slot, [cash[2 * slot], cash[2 * slot + 1]]));
-                undo.push((false, row, [holdings[2 * row], holdings[2 * row + 1]]));
+                let i = k - first;
+                let old_floats = match out {
+                    Out::Words { costs, fees } => {
+                        costs[2 * i..2 * i + 2].copy_from_slice(&split(cost));
+                        fees[2 * i..2 * i + 2].copy_from_slice(&split(fee));
+                        (0.0, 0.0)
+                    }
+                    Out::Floats { costs, fees, copies } => {
+                        (costs[i], fees[i]) = (float(cost), float(fee));
+                        let old = (copies.cash[slot], copies.amounts[row]);
+                        (copies.cash[slot], copies.amounts[row]) = (float(cash_after), float(held_after));
+                        old
+                    }
+                };
+                undo.push((true, slot, [cash[2 * slot], cash[2 * slot + 1]], old_floats.0));
+                undo.push((false, row, [holdings[2 * row], holdings[2 * row + 1]], old_floats.1));
                 cash[2 * slot..2 * slot + 2].copy_from_slice(&split(cash_after));
                 holdings[2 * row..2 * row + 2].copy_from_slice(&split(held_after));
-                let i = 2 * (k - first);
-                costs[i..i + 2].copy_from_slice(&split(cost));
-                fees[i..i + 2].copy_from_slice(&split(fee));
             }
             Err(e) => {
-                undo_writes(cash, holdings, (0, 0), &undo);
+                undo_writes(cash, holdings, out, (0, 0), &undo);
                 return Err(e);
             }
         }
@@ -258,11 +270,14 @@ fn fill_part(
 }
 
 /// Replays `undo` backwards on the columns (or pieces of them) from slot
-/// `at.0` and row `at.1`.
-fn undo_writes(cash: &mut [i64], holdings: &mut [i64], at: (usize, usize), undo: &Undo) {
-    for &(is_cash, i, old) in undo.iter().rev() {
+/// `at.0` and row `at.1`, and on the float copies of `out` (if any).
+fn undo_writes(cash: &mut [i64], holdings: &mut [i64], out: &mut Out<'_>, at: (usize, usize), undo: &Undo) {
+    for &(is_cash, i, old, old_float) in undo.iter().rev() {
         let (words, i) = if is_cash { (&mut *cash, at.0 + i) } else { (&mut *holdings, at.1 + i) };
         words[2 * i..2 * i + 2].copy_from_slice(&old);
+        if let Out::Floats { copies, .. } = out {
+            *if is_cash { &mut copies.cash[i] } else { &mut copies.amounts[i] } = old_float;
+        }
     }
 }
 
@@ -583,8 +598,11 @@ mod tests {
         fn fill(&self, inline: bool) -> Outcome {
             let (mut cash, mut held) = (self.cash.clone(), self.held.clone());
             let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
-            let done = pool.install(|| fill_in_full_on(&mut cash, &mut held, &self.fills(), inline));
-            (done.map(|(costs, fees, _)| (costs, fees)), cash, held)
+            let n = self.slots.len();
+            let (mut costs, mut fees) = (vec![0; 2 * n], vec![0; 2 * n]);
+            let out = Out::Words { costs: &mut costs, fees: &mut fees };
+            let done = pool.install(|| fill_in_full_on(&mut cash, &mut held, &self.fills(), out, inline));
+            (done.map(|()| (costs, fees)), cash, held)
         }
 
         fn parts(&self) -> Option<Vec<Part>> {
@@ -661,11 +679,11 @@ mod tests {
             amount_floats[row as usize] = floats(&held)[row as usize];
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
-        for on_pool in [false, true] {
+        for inline in [true, false] {
             let (mut c, mut h) = (case.cash.clone(), case.held.clone());
             let (mut cf, mut af) = (vec![-1.0; c.len() / 2], vec![-1.0; h.len() / 2]);
-            let mut fill = || fill_in_full_with_floats(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills());
-            let (cost_floats, fee_floats) = if on_pool { pool.install(fill) } else { fill() }.expect("fills");
+            let fill = || fill_in_full_with_floats_on(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills(), inline);
+            let (cost_floats, fee_floats) = pool.install(fill).expect("fills");
             assert_eq!((&c, &h), (&cash, &held));
             let bits = |x: &[f64]| x.iter().map(|f| f.to_bits()).collect::<Vec<u64>>();
             assert_eq!((bits(&cost_floats), bits(&fee_floats)), (bits(&floats(&costs)), bits(&floats(&fees))));
@@ -676,7 +694,8 @@ mod tests {
         case.price[2900] = -1.0;
         let (mut cf, mut af) = (vec![-1.0; case.cash.len() / 2], vec![-1.0; case.held.len() / 2]);
         let (mut c, mut h) = (case.cash.clone(), case.held.clone());
-        let refused = pool.install(|| fill_in_full_with_floats(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills()));
+        assert!(case.parts().is_some());
+        let refused = pool.install(|| fill_in_full_with_floats_on(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills(), false));
         assert_eq!(refused.expect_err("a bad price").field, "fills[2900].price");
         assert!(cf.iter().chain(&af).all(|&x| x == -1.0) && (&c, &h) == (&case.cash, &case.held));
         let short = fill_in_full_with_floats(&mut c, &mut h, FloatCopies { cash: &mut [], amounts: &mut af }, &case.fills());
