@@ -545,6 +545,19 @@ mod tests {
         assert_eq!(words_at(&held, 0), Amount::parse("1").expect("a").atoms());
     }
 
+    #[test]
+    fn a_refusal_undoes_a_slot_filled_again_after_another() {
+        let mut cash: Vec<i64> = [words("10"), words("10")].concat();
+        let mut held: Vec<i64> = [words("1"), words("1"), words("0")].concat();
+        let amount = [words("1"), words("1"), words("1"), words("100")].concat();
+        // Slot 0 sells, slot 1 buys, slot 0 sells again and then buys past its cash: nothing is written.
+        let fills = FullFills { slots: &[0, 1, 0, 0], rows: &[0, 2, 1, 0], buy: &[false, true, false, true], amount: &amount, price: &[2.0; 4], fee_rate: &[0.001; 4] };
+        let (cash_before, held_before) = (cash.clone(), held.clone());
+        let refused = fill_in_full(&mut cash, &mut held, &fills).expect_err("past the cash");
+        assert_eq!(refused.field, "fills[3]");
+        assert_eq!((cash, held), (cash_before, held_before));
+    }
+
     /// Fills of `slots` portfolios of four holdings each, every third one
     /// selling two holdings and buying a third (in that order), from a seed.
     struct Case {
