@@ -708,9 +708,11 @@ mod tests {
         let (mut cf, mut af) = (vec![-1.0; case.cash.len() / 2], vec![-1.0; case.held.len() / 2]);
         let (mut c, mut h) = (case.cash.clone(), case.held.clone());
         assert!(case.parts().is_some());
-        let refused = pool.install(|| fill_in_full_with_floats_on(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills(), false));
-        assert_eq!(refused.expect_err("a bad price").field, "fills[2900].price");
-        assert!(cf.iter().chain(&af).all(|&x| x == -1.0) && (&c, &h) == (&case.cash, &case.held));
+        for inline in [true, false] {
+            let refused = pool.install(|| fill_in_full_with_floats_on(&mut c, &mut h, FloatCopies { cash: &mut cf, amounts: &mut af }, &case.fills(), inline));
+            assert_eq!(refused.expect_err("a bad price").field, "fills[2900].price");
+            assert!(cf.iter().chain(&af).all(|&x| x == -1.0) && (&c, &h) == (&case.cash, &case.held));
+        }
         let short = fill_in_full_with_floats(&mut c, &mut h, FloatCopies { cash: &mut [], amounts: &mut af }, &case.fills());
         assert_eq!(short.expect_err("no copies").field, "cash_float");
     }
