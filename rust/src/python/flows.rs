@@ -6,7 +6,6 @@ use numpy::{Ix1, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonl
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::book::amount_at;
 use crate::error::CoreError;
 use crate::flows::{self, Flow};
 use crate::python::book::{column, legs, markets, slice, Columns};
@@ -132,11 +131,6 @@ pub fn fill_in_full<'py>(
     let mut amount_float = amount_float.try_readwrite().map_err(|_| bad("amount_float"))?;
     let cash_float = cash_float.as_slice_mut().map_err(|_| bad("cash_float"))?;
     let amount_float = amount_float.as_slice_mut().map_err(|_| bad("amount_float"))?;
-    if 2 * cash_float.len() != cash.len() || 2 * amount_float.len() != holdings.len() {
-        let lengths = format!("{} cash floats, {} amount floats", cash_float.len(), amount_float.len());
-        let wanted = format!("one per cash slot ({}) and per holding row ({})", cash.len() / 2, holdings.len() / 2);
-        return Err(to_pyerr(py, CoreError::config("cash_float", lengths, wanted)));
-    }
     let fills = crate::fills::FullFills {
         slots: slice(py, &slots, "slots")?,
         rows: slice(py, &rows, "rows")?,
@@ -145,20 +139,8 @@ pub fn fill_in_full<'py>(
         price: slice(py, &price, "price")?,
         fee_rate: slice(py, &fee_rate, "fee_rate")?,
     };
-    let (costs, fees) = py
-        .detach(|| {
-            guarded(|| {
-                let (costs, fees) = crate::fills::fill_in_full(cash, holdings, &fills)?;
-                for (&slot, &row) in fills.slots.iter().zip(fills.rows) {
-                    let (slot, row) = (slot as usize, row as usize); // checked by the fills
-                    cash_float[slot] = amount_at(cash, slot).to_f64();
-                    amount_float[row] = amount_at(holdings, row).to_f64();
-                }
-                let floats = |words: &[i64]| (0..words.len() / 2).map(|i| amount_at(words, i).to_f64()).collect::<Vec<f64>>();
-                Ok((floats(&costs), floats(&fees)))
-            })
-        })?
-        .or_raise(py)?;
+    let floats = crate::fills::FloatCopies { cash: cash_float, amounts: amount_float };
+    let (costs, fees) = py.detach(|| guarded(|| crate::fills::fill_in_full_with_floats(cash, holdings, floats, &fills)))?.or_raise(py)?;
     Ok((PyArray1::from_vec(py, costs), PyArray1::from_vec(py, fees)))
 }
 
