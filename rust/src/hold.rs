@@ -7,6 +7,9 @@
 //! cash`; this gives the same floats bit for bit (a backtest's results must
 //! not move by a rounding), by summing each row in numpy's pairwise order.
 
+use rayon::prelude::*;
+
+use crate::batch::{chunk_size, INLINE_PORTFOLIOS};
 use crate::error::{CoreError, Result};
 
 /// Value of the baskets of `slots` (row-major `asset` and `amount`, `width`
@@ -23,15 +26,27 @@ pub fn basket_values(asset: &[i32], amount: &[f64], cash: &[f64], width: usize, 
     // Prices by asset + 1: an unused column (asset -1) reads the 0 in front.
     let priced: Vec<f64> = std::iter::once(0.0).chain(prices.iter().copied()).collect();
     let unpriced = |a: i32| CoreError::price("prices", prices.len(), format!("a price for every held asset (asset index {a})"));
-    let mut worth = vec![0.0; width];
-    let mut values = Vec::with_capacity(slots.len());
-    for &slot in slots {
-        let row = slot * width..(slot + 1) * width;
-        for ((w, &a), &held) in worth.iter_mut().zip(&asset[row.clone()]).zip(&amount[row]) {
-            let price = usize::try_from(a + 1).ok().and_then(|i| priced.get(i)).ok_or_else(|| unpriced(a))?;
-            *w = held * price;
+    let value = |slots: &[usize]| -> Result<Vec<f64>> {
+        let mut worth = vec![0.0; width];
+        let mut values = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let row = slot * width..(slot + 1) * width;
+            for ((w, &a), &held) in worth.iter_mut().zip(&asset[row.clone()]).zip(&amount[row]) {
+                let price = usize::try_from(a + 1).ok().and_then(|i| priced.get(i)).ok_or_else(|| unpriced(a))?;
+                *w = held * price;
+            }
+            values.push(numpy_sum(&worth) + cash[slot]);
         }
-        values.push(numpy_sum(&worth) + cash[slot]);
+        Ok(values)
+    };
+    if crate::workers::inline(slots.len(), INLINE_PORTFOLIOS) {
+        return value(slots);
+    }
+    // In chunks, in order: the first bad holding is the one named, as inline.
+    let parts: Vec<Result<Vec<f64>>> = slots.par_chunks(chunk_size(slots.len())).map(value).collect();
+    let mut values = Vec::with_capacity(slots.len());
+    for part in parts {
+        values.extend(part?);
     }
     Ok(values)
 }
@@ -88,6 +103,27 @@ mod tests {
     fn an_asset_without_a_price_is_refused() {
         assert!(basket_values(&[2], &[1.0], &[0.0], 1, &[0], &[1.0, 2.0]).is_err());
         assert!(basket_values(&[0], &[1.0], &[0.0], 1, &[1], &[1.0]).is_err());
+    }
+
+    #[test]
+    fn a_large_book_is_valued_in_parallel_as_one_by_one() {
+        // Enough slots for the pool; the bad asset sits in a late chunk, and
+        // the error names the first bad holding, as valuing in order does.
+        let (n, width) = (100_000, 3);
+        let asset: Vec<i32> = (0..n * width).map(|k| if k % 7 == 0 { -1 } else { (k % 5) as i32 }).collect();
+        let amount: Vec<f64> = (0..n * width).map(|k| k as f64 * 0.37).collect();
+        let cash: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let slots: Vec<usize> = (0..n).rev().collect();
+        let prices = [3.0, 0.5, 7.25, 1e-3, 42.0];
+        let all = basket_values(&asset, &amount, &cash, width, &slots, &prices).expect("values");
+        for (&slot, &value) in slots.iter().zip(&all) {
+            let one = basket_values(&asset, &amount, &cash, width, &[slot], &prices).expect("value");
+            assert_eq!(one[0].to_bits(), value.to_bits());
+        }
+        let mut bad = asset.clone();
+        (bad[width * 10], bad[width * (n - 10)]) = (9, 8);
+        let first = basket_values(&bad, &amount, &cash, width, &slots, &prices).expect_err("no price").to_string();
+        assert!(first.contains("asset index 8"), "{first}");
     }
 
     #[test]
