@@ -195,3 +195,9 @@ def add_amounts(words: NDArray[np.int64], rows: NDArray[np.int64], deltas: NDArr
     `rows` of `words` ((n, 2) int64, changed in place); repeated rows
     accumulate. All or nothing: a row out of range (ConfigError), an overflow
     or a result below zero (AmountError, field f"{field}[{row}]") changes nothing."""
+
+def join_pool() -> bool:
+    """Makes the calling thread a worker of a thread pool of its own, so its
+    parallel calls start at once instead of waiting for sleeping threads to
+    wake (a backtest's ticks); True if it joined one. Not with one core,
+    nor for a second thread: other threads keep the default pool."""
