@@ -360,8 +360,20 @@ pub struct Scanned {
 }
 
 impl Scanned {
+    /// Zeroed columns for `n` portfolios. A large Book's are zeroed on the
+    /// pool: memory the allocator hands back from the last tick is cleared
+    /// by `calloc` on the calling thread, 25 MB for a million portfolios
+    /// before any work starts.
     fn sized(n: usize) -> Scanned {
-        Scanned { value: vec![0.0; n], max_deviation: vec![0.0; n], max_relative_deviation: vec![0.0; n], status: vec![0; n] }
+        fn zeros<T: Copy + Default + Send>(n: usize) -> Vec<T> {
+            if crate::workers::inline(n, INLINE_PORTFOLIOS) {
+                return vec![T::default(); n];
+            }
+            let mut column = Vec::with_capacity(n);
+            column.par_extend(rayon::iter::repeat_n(T::default(), n));
+            column
+        }
+        Scanned { value: zeros(n), max_deviation: zeros(n), max_relative_deviation: zeros(n), status: zeros(n) }
     }
 
     /// The columns in chunks of `chunk` portfolios.
