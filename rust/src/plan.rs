@@ -756,11 +756,7 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
         // Filling to a level L ≥ 0 adds at most what filling to 0 would: if
         // that is less than every candidate's next increment, so is this
         // round (most rounds: the buys already stop within a lot of target).
-        let fills_a_lot = |&i: &usize| {
-            let r = &rows[i];
-            to_lots(deficits[i] / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy) >= r.increment()
-        };
-        if !open.iter().any(fills_a_lot) {
+        if !open.iter().any(|&i| lots_to_level(&rows[i], deficits[i], 0.0) >= rows[i].increment()) {
             fresh = true;
             break;
         }
@@ -782,7 +778,7 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
         let mut added = false;
         for &i in order.iter() {
             let r = &mut rows[i];
-            let add = to_lots((deficits[i] - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy);
+            let add = lots_to_level(r, deficits[i], level);
             if add >= r.increment() && add as f64 * r.lot_cost <= cash {
                 r.buy += add;
                 cash -= add as f64 * r.lot_cost;
@@ -818,6 +814,12 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
         r.buy += add;
         cash -= add as f64 * r.lot_cost;
     }
+}
+
+/// Whole lots that bring `r`, `deficit` below its target, up to `level`
+/// below it (within its market's maximum).
+fn lots_to_level(r: &Row, deficit: f64, level: f64) -> i64 {
+    to_lots((deficit - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy)
 }
 
 /// Redoes the end of the budget in exact decimals: takes lots back while

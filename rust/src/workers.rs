@@ -41,9 +41,10 @@ pub fn join_pool() -> Result<bool, ThreadPoolBuildError> {
 }
 
 /// Whether work of `size` runs on the calling thread alone: below
-/// `threshold` for a thread outside the pool, where waking the pool costs
-/// more than the work; below a sixteenth of it for a thread that joined
-/// one, which starts at once and is helped as the others wake.
+/// `threshold` for a thread outside any pool, where waking the pool costs
+/// more than the work; below a sixteenth of it for a pool's thread (one
+/// that joined, above all), which starts at once and is helped as the
+/// others wake.
 pub fn inline(size: usize, threshold: usize) -> bool {
     let joined = rayon::current_thread_index().is_some();
     size < if joined {
