@@ -14,6 +14,7 @@
 //! 5. an exact decimal check that cash never goes negative after fees.
 
 use std::cmp::Ordering;
+use std::hint::select_unpredictable;
 
 use rust_decimal::Decimal;
 
@@ -258,8 +259,7 @@ impl Row {
     }
     /// Lots the next purchase must carry: the market minimum for a new leg, else one.
     fn increment(&self) -> i64 {
-        let new_leg = self.buy == 0;
-        i64::from(!new_leg) + i64::from(new_leg) * self.min_lots
+        select_unpredictable(self.buy == 0, self.min_lots, 1)
     }
 }
 
@@ -680,7 +680,7 @@ fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
         // A frozen asset does not trade at all (its weight measured on V′ < V
         // would otherwise "sell the fee drag").
         let lots = wanted.min(row.held_lots).min(row.max_lots) * i64::from(!(row.sell_blocked | row.frozen));
-        let lots = lots * i64::from(row.accepts(lots));
+        let lots = select_unpredictable(row.accepts(lots), lots, 0);
         changed |= lots != row.sell;
         row.sell = lots;
     }
@@ -693,7 +693,7 @@ fn size_buys(rows: &mut [Row], v_after: f64, mode: Rounding) {
         let wanted = lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box);
         row.wanted_buy = wanted * i64::from(!((row.sell > 0) | row.frozen));
         let lots = row.wanted_buy.min(row.max_lots);
-        row.buy = lots * i64::from(row.accepts(lots));
+        row.buy = select_unpredictable(row.accepts(lots), lots, 0);
     }
 }
 
