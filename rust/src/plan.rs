@@ -252,9 +252,10 @@ impl Row {
     fn accepts(&self, lots: i64) -> bool {
         // Each rule holds when its difference is ≥ 0, so all hold when the OR
         // of the differences has no sign bit (LLVM turns `&&` chains and even
-        // `&` of comparisons back into branches). i128: no overflow.
-        let lots = i128::from(lots);
-        let (by_amount, min, max) = (i128::from(self.min_lots_by_amount), i128::from(self.min_lots), i128::from(self.max_lots));
+        // `&` of comparisons back into branches). No overflow: the limits
+        // are in 0..=i64::MAX (see `Quote::new`) and so is `lots` here.
+        let lots = lots.max(0);
+        let (by_amount, min, max) = (self.min_lots_by_amount, self.min_lots, self.max_lots);
         self.tradable & (((lots - 1) | (lots - by_amount) | (lots - min) | (max - lots)) >= 0)
     }
     /// Lots the next purchase must carry: the market minimum for a new leg, else one.
