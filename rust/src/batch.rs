@@ -13,7 +13,7 @@ use crate::flows::Flow;
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::{Market, Quote};
-use crate::plan::{plan_into, Leg, Scratch, Side, Skip};
+use crate::plan::{plan_to, Leg, PlanOutput, Scratch, Side, Skip};
 use crate::portfolio::{asset_name, check_price, Drift, PortfolioRef};
 use crate::trigger::Band;
 
@@ -202,8 +202,6 @@ pub struct Batch {
 struct Worker {
     scratch: Scratch,
     staged: Staged,
-    legs: Vec<Leg>,
-    skips: Vec<Skip>,
 }
 
 /// The planner's inputs for a chunk's portfolios to rebalance, read in one
@@ -728,7 +726,7 @@ fn plan_one(
     worker: &mut Worker,
     (orders, skips): &mut (LegColumns, LegColumns),
 ) -> Status {
-    let Worker { scratch, staged, legs, skips: skipped } = worker;
+    let Worker { scratch, staged } = worker;
     let (inputs, assets, amounts) = staged.take(book, i);
     let Some(strategy) = &inputs.strategy else {
         return Status::Inactive;
@@ -740,20 +738,30 @@ fn plan_one(
         cash: inputs.cash,
         cash_target: book.cash_target[i],
     };
-    legs.clear();
-    skipped.clear();
-    plan_into(&p, quotes, &strategy.params, scratch, legs, skipped);
-    let portfolio = (i, inputs.id);
-    for leg in legs.iter() {
-        orders.push_order(portfolio, epoch, leg);
-    }
-    for skip in skipped.iter() {
-        skips.push_skip(portfolio, skip, &quotes[skip.asset as usize]);
-    }
-    if legs.is_empty() {
+    let before = orders.len();
+    plan_to(&p, quotes, &strategy.params, scratch, &mut Emit { portfolio: (i, inputs.id), epoch, quotes, orders, skips });
+    if orders.len() == before {
         Status::NothingToDo
     } else {
         Status::Rebalance
+    }
+}
+
+/// A plan's orders and skipped legs written straight into a batch's columns.
+struct Emit<'a> {
+    portfolio: (usize, u64),
+    epoch: u32,
+    quotes: &'a [Quote],
+    orders: &'a mut LegColumns,
+    skips: &'a mut LegColumns,
+}
+
+impl PlanOutput for Emit<'_> {
+    fn order(&mut self, leg: Leg) {
+        self.orders.push_order(self.portfolio, self.epoch, &leg);
+    }
+    fn skip(&mut self, skip: Skip) {
+        self.skips.push_skip(self.portfolio, &skip, &self.quotes[skip.asset as usize]);
     }
 }
 

@@ -22,6 +22,6 @@ mod python;
 pub use error::{CoreError, ErrorKind, Result};
 pub use lots::Amount;
 pub use market::{Market, Quote, Refusal};
-pub use plan::{client_order_id, plan, plan_into, Destination, Leg, Outcome, PlanParams, Scratch, Side, Skip, SkipReason};
+pub use plan::{client_order_id, plan, plan_into, plan_to, Destination, Leg, Outcome, PlanOutput, PlanParams, Scratch, Side, Skip, SkipReason};
 pub use portfolio::PortfolioRef;
 pub use trigger::{Band, BandKind};

@@ -293,6 +293,22 @@ fn to_lots(x: f64, mode: Rounding) -> i64 {
     lots.max(0.0) as i64 // `as` saturates
 }
 
+/// Where a plan puts its orders and the legs it does not send: two `Vec`s
+/// ([`plan_into`]), or a batch's columns, written as the plan makes them.
+pub trait PlanOutput {
+    fn order(&mut self, leg: Leg);
+    fn skip(&mut self, skip: Skip);
+}
+
+impl PlanOutput for (&mut Vec<Leg>, &mut Vec<Skip>) {
+    fn order(&mut self, leg: Leg) {
+        self.0.push(leg);
+    }
+    fn skip(&mut self, skip: Skip) {
+        self.1.push(skip);
+    }
+}
+
 /// Plans one portfolio, appending its orders to `legs` (sells first, then
 /// buys) and the legs not sent to `skips`. Input must have passed
 /// [`PortfolioRef::validate`] and [`PlanParams::validate`].
@@ -304,6 +320,11 @@ pub fn plan_into(
     legs: &mut Vec<Leg>,
     skips: &mut Vec<Skip>,
 ) -> Outcome {
+    plan_to(p, quotes, params, scratch, &mut (legs, skips))
+}
+
+/// [`plan_into`], handing each order and skipped leg to `output`.
+pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scratch: &mut Scratch, output: &mut impl PlanOutput) -> Outcome {
     let Scratch { rows, lists } = scratch;
     rows.clear();
     let cash = p.cash.to_f64();
@@ -379,8 +400,8 @@ pub fn plan_into(
         cash_after = cash + proceeds - buy_cost(rows);
     }
 
-    record_skips(rows, p, quotes, v_after, mode, skips);
-    emit_legs(rows, p, quotes, legs, &mut out);
+    record_skips(rows, p, quotes, v_after, mode, output);
+    emit_legs(rows, p, quotes, output, &mut out);
     out.value_after = v_after;
     out.cash_after = cash_after;
     out
@@ -920,12 +941,12 @@ fn record_skips(
     quotes: &[Quote],
     v_after: f64,
     mode: Rounding,
-    skips: &mut Vec<Skip>,
+    output: &mut impl PlanOutput,
 ) {
     for (i, (row, &asset)) in rows.iter().zip(p.assets).enumerate() {
         let quote = &quotes[asset as usize];
         if let Some((lots, side, reason)) = row.refused {
-            skips.push(Skip { position: i as u32, asset, side, amount: quote.lots_amount(lots), reason });
+            output.skip(Skip { position: i as u32, asset, side, amount: quote.lots_amount(lots), reason });
             continue;
         }
         let excess = (row.value - row.dest * v_after) / row.lot_value;
@@ -951,7 +972,7 @@ fn record_skips(
             }
         };
         let missing = if reason == SkipReason::MaxAmount { wanted - row.max_lots } else { wanted };
-        skips.push(Skip {
+        output.skip(Skip {
             position: i as u32,
             asset,
             side,
@@ -961,7 +982,7 @@ fn record_skips(
     }
 }
 
-fn emit_legs(rows: &[Row], p: &PortfolioRef<'_>, quotes: &[Quote], legs: &mut Vec<Leg>, out: &mut Outcome) {
+fn emit_legs(rows: &[Row], p: &PortfolioRef<'_>, quotes: &[Quote], output: &mut impl PlanOutput, out: &mut Outcome) {
     for side in [Side::Sell, Side::Buy] {
         for (i, (row, &asset)) in rows.iter().zip(p.assets).enumerate() {
             let lots = if side == Side::Sell { row.sell } else { row.buy };
@@ -970,7 +991,7 @@ fn emit_legs(rows: &[Row], p: &PortfolioRef<'_>, quotes: &[Quote], legs: &mut Ve
             }
             let notional = lots as f64 * row.lot_value;
             out.fees += notional * row.fee;
-            legs.push(Leg {
+            output.order(Leg {
                 position: i as u32,
                 asset,
                 side,
