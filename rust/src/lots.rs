@@ -223,16 +223,34 @@ impl Amount {
     /// digits pass 96 bits, ~28 digits).
     pub fn to_decimal(self) -> Option<Decimal> {
         // Drop trailing zeros first: 1e11 whole coins is 1e29 atoms but 12
-        // digits. Nine, three, then one at a time: few 128-bit divisions.
-        let (mut atoms, mut scale) = (self.0, DECIMALS);
-        for (power, digits) in [(1_000_000_000, 9), (1_000, 3), (10, 1)] {
-            while scale >= digits && atoms % power == 0 {
-                atoms /= power;
-                scale -= digits;
+        // digits. In 64 bits when the atoms fit: LLVM turns those divisions
+        // into multiplications, where a 128-bit one is a library call (hot
+        // in the planner's exact settle).
+        let (atoms, scale) = match u64::try_from(self.0) {
+            Ok(small) => {
+                let (small, scale) = strip_zeros(small, DECIMALS);
+                (i128::from(small), scale)
             }
-        }
+            Err(_) => strip_zeros(self.0, DECIMALS),
+        };
         Decimal::try_from_i128_with_scale(atoms, scale).ok()
     }
+}
+
+/// `x` / 10^scale with the trailing zeros of `x` dropped (down to scale 0):
+/// nine, three, then one at a time, so few divisions.
+fn strip_zeros<T>(mut x: T, mut scale: u32) -> (T, u32)
+where
+    T: Copy + PartialEq + From<u32> + std::ops::Rem<Output = T> + std::ops::Div<Output = T>,
+{
+    for (power, digits) in [(1_000_000_000, 9), (1_000, 3), (10, 1)] {
+        let power = T::from(power);
+        while scale >= digits && x % power == T::from(0) {
+            x = x / power;
+            scale -= digits;
+        }
+    }
+    (x, scale)
 }
 
 impl FromStr for Amount {
@@ -363,6 +381,12 @@ mod tests {
     fn large_whole_amounts_still_convert_exactly() {
         assert_eq!(a("170000000000").to_decimal().map(|d| d.to_string()), Some("170000000000".into()));
         assert_eq!(a("0.000000000000000001").to_decimal().map(|d| d.to_string()), Some("0.000000000000000001".into()));
+        // Both sides of the 64-bit fast path give the fewest digits.
+        for text in ["0", "12.5", "18.446744073709551615", "18.446744073709551616", "-3.20", "10000", "0.00010000"] {
+            let exact = Decimal::from_str(text).expect("decimal").normalize();
+            let d = a(text).to_decimal().expect("fits");
+            assert_eq!((d, d.scale()), (exact, exact.scale()), "{text}");
+        }
     }
 
     #[test]
