@@ -200,6 +200,14 @@ pub struct Batch {
 /// One worker's reusable memory.
 #[derive(Default)]
 struct Worker {
+    /// The positions in its chunk of the portfolios it acts on.
+    acting: Vec<usize>,
+    planner: Planner,
+}
+
+/// What planning one portfolio after another reuses.
+#[derive(Default)]
+struct Planner {
     scratch: Scratch,
     staged: Staged,
 }
@@ -233,13 +241,13 @@ struct Inputs {
 }
 
 impl Staged {
-    /// Reads the inputs of the `count` portfolios from `first` that `rebalances` picks (by position from `first`).
-    fn read(&mut self, book: &BookRef<'_>, first: usize, count: usize, rebalances: impl Fn(usize) -> bool) {
+    /// Reads the inputs of the portfolios at `positions` from `first`, in order.
+    fn read(&mut self, book: &BookRef<'_>, first: usize, positions: impl Iterator<Item = usize>) {
         self.portfolios.clear();
         self.assets.clear();
         self.amounts.clear();
         self.next = 0;
-        for k in (0..count).filter(|&k| rebalances(k)) {
+        for k in positions {
             let inputs = self.inputs(book, first + k);
             self.portfolios.push(inputs);
         }
@@ -330,16 +338,14 @@ pub fn tick(
             // still in cache.
             scan_chunk(book, first, prices, now_ms, StateRef { last_rebalance_ms: last, next_check_ms: next, locked: lock }, &mut found);
             let status = found.status;
-            let triggered = |k: usize| status[k] == Status::Rebalance as u8;
-            let mut out = reserve(book, first, status.len(), triggered);
-            worker.staged.read(book, first, status.len(), triggered);
-            for (k, status) in status.iter_mut().enumerate() {
-                let action = if *status == Status::Rebalance as u8 { ACTION_REBALANCE } else { ACTION_NONE };
-                if idle(book, first + k, action) {
-                    continue;
-                }
+            let triggered = |status: u8| status == Status::Rebalance as u8;
+            let action = |status: u8| if triggered(status) { ACTION_REBALANCE } else { ACTION_NONE };
+            let acting = acting(book, first, status.len(), |k| action(status[k]), &mut worker.acting);
+            let mut out = reserve(book, first, acting.iter().copied().filter(|&k| triggered(status[k])));
+            worker.planner.staged.read(book, first, acting.iter().copied().filter(|&k| triggered(status[k])));
+            for &k in acting.iter() {
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
-                act(book, first + k, action, status, cells, &quotes, now_ms, commit, worker, &mut out);
+                act(book, first + k, action(status[k]), &mut status[k], cells, &quotes, now_ms, commit, &mut worker.planner, &mut out);
             }
             out
         });
@@ -457,14 +463,12 @@ pub fn plan(
     let parts: Vec<(LegColumns, LegColumns)> =
         run_tasks(tasks, inline, Worker::default, |worker, (_, (start, status, last, next, lock, epoch))| {
             let action = &action[start..start + status.len()];
-            let mut out = reserve(book, start, action.len(), |k| action[k] != ACTION_NONE);
-            worker.staged.read(book, start, action.len(), |k| action[k] == ACTION_REBALANCE);
-            for k in 0..action.len() {
-                if idle(book, start + k, action[k]) {
-                    continue;
-                }
+            let acting = acting(book, start, action.len(), |k| action[k], &mut worker.acting);
+            let mut out = reserve(book, start, acting.iter().copied().filter(|&k| action[k] != ACTION_NONE));
+            worker.planner.staged.read(book, start, acting.iter().copied().filter(|&k| action[k] == ACTION_REBALANCE));
+            for &k in acting.iter() {
                 let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
-                act(book, start + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, worker, &mut out);
+                act(book, start + k, action[k], &mut status[k], cells, &quotes, now_ms, commit, &mut worker.planner, &mut out);
             }
             out
         });
@@ -563,12 +567,12 @@ pub(crate) fn gather_parts(parts: Vec<(LegColumns, LegColumns)>, inline: bool) -
     out
 }
 
-/// Room for the orders and skips of the `count` portfolios from `first`
-/// that `plans` picks (by position from `first`), so a chunk's columns
-/// rarely grow as they are written: a rebalance sends at most one order per
-/// holding (SPEC §2) and skips fewer legs than it sends.
-fn reserve(book: &BookRef<'_>, first: usize, count: usize, plans: impl Fn(usize) -> bool) -> (LegColumns, LegColumns) {
-    let rows: usize = (0..count).filter(|&k| plans(k)).map(|k| book.rows(first + k).len()).sum();
+/// Room for the orders and skips of the portfolios at positions `plans`
+/// from `first`, so a chunk's columns rarely grow as they are written: a
+/// rebalance sends at most one order per holding (SPEC §2) and skips fewer
+/// legs than it sends.
+fn reserve(book: &BookRef<'_>, first: usize, plans: impl Iterator<Item = usize>) -> (LegColumns, LegColumns) {
+    let rows: usize = plans.map(|k| book.rows(first + k).len()).sum();
     (LegColumns::with_capacity(rows), LegColumns::with_capacity(rows / 2))
 }
 
@@ -621,7 +625,21 @@ fn in_cooldown(last_rebalance_ms: i64, cooldown_ms: i64, now_ms: i64) -> bool {
 /// Nothing to plan and no calendar to move: most portfolios, which the
 /// callers of [`act`] skip before borrowing their state.
 fn idle(book: &BookRef<'_>, i: usize, action: u8) -> bool {
-    action == ACTION_NONE && book.trigger[i] != TRIGGER_CALENDAR
+    (action == ACTION_NONE) & (book.trigger[i] != TRIGGER_CALENDAR)
+}
+
+/// The positions from `first` of the `count` portfolios that are not
+/// [`idle`] under `action`, in order, listed in `into`. One pass with no
+/// branch per portfolio (which few act is data the predictor cannot learn);
+/// the chunk's later passes then visit only these.
+fn acting<'a>(book: &BookRef<'_>, first: usize, count: usize, action: impl Fn(usize) -> u8, into: &'a mut Vec<usize>) -> &'a [usize] {
+    into.resize(count, 0);
+    let mut listed = 0;
+    for k in 0..count {
+        into[listed] = k;
+        listed += usize::from(!idle(book, first + k, action(k)));
+    }
+    &into[..listed]
 }
 
 /// Carries out `action` for portfolio i (not [`idle`]) and, with `commit`, writes its
@@ -639,7 +657,7 @@ fn act(
     quotes: &[Quote],
     now_ms: i64,
     commit: bool,
-    worker: &mut Worker,
+    planner: &mut Planner,
     out: &mut (LegColumns, LegColumns),
 ) {
     let calendar = book.trigger[i] == TRIGGER_CALENDAR;
@@ -647,7 +665,7 @@ fn act(
     let orders_before = out.0.len();
     let purpose = match action {
         ACTION_REBALANCE => {
-            *status = plan_one(book, i, quotes, next_epoch, worker, out) as u8;
+            *status = plan_one(book, i, quotes, next_epoch, planner, out) as u8;
             PURPOSE_REBALANCE
         }
         ACTION_INVEST => {
@@ -723,10 +741,10 @@ fn plan_one(
     i: usize,
     quotes: &[Quote],
     epoch: u32,
-    worker: &mut Worker,
+    planner: &mut Planner,
     (orders, skips): &mut (LegColumns, LegColumns),
 ) -> Status {
-    let Worker { scratch, staged } = worker;
+    let Planner { scratch, staged } = planner;
     let (inputs, assets, amounts) = staged.take(book, i);
     let Some(strategy) = &inputs.strategy else {
         return Status::Inactive;
