@@ -290,7 +290,8 @@ class Engine:
         free = ~book.column("locked")
         ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
         waiting = np.flatnonzero(s["pending_invest"] & free)
-        _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
+        if len(waiting) or len(ending):  # most ticks have neither
+            _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
         self.now_ms, self.prices = now_ms, prices
         value, status = scan.value, scan.status
         active = status != Status.INACTIVE.value
@@ -311,7 +312,8 @@ class Engine:
         self._auto_invest(ready, value, now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
-        ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
+        if len(hits):  # exits started above
+            ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
         self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
         refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
         self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
