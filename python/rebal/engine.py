@@ -787,10 +787,12 @@ def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
     contiguous in a batch)."""
     if not len(portfolio):
         return portfolio, portfolio, portfolio
-    starts = np.flatnonzero(portfolio[1:] != portfolio[:-1])
-    starts += 1
-    bounds = np.concatenate([[0], starts, [len(portfolio)]])
-    return portfolio[bounds[:-1]], np.diff(bounds), bounds[:-1]
+    changes = np.flatnonzero(portfolio[1:] != portfolio[:-1])
+    bounds = np.empty(len(changes) + 2, np.int64)  # where each portfolio's orders start, and the end
+    bounds[0], bounds[-1] = 0, len(portfolio)
+    np.add(changes, 1, out=bounds[1:-1])
+    first = bounds[:-1]
+    return portfolio[first], np.diff(bounds), first
 
 
 def _rows_of(start: npt.NDArray[np.int64], stop: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -59,8 +59,7 @@ def apply_full_fills(
     if status.any():  # an order filled even in part is no longer OPEN (0)
         k = int(np.argmax(status != OrderStatus.OPEN.value))
         raise FillError(f"fills[{k}]: order row {first + k} is not open and unfilled", field=f"fills[{k}]", value=first + k)
-    legs = t["leg"][rows].astype(np.int64)
-    holdings = book.column("start")[slots] + legs
+    holdings = book.column("start")[slots] + t["leg"][rows]  # int64 + uint8: int64
     buy = t["side"][rows] == SIDE_BUY
     amount_words = np.ascontiguousarray(t["amount"][rows])
     p, h = book._portfolios, book._holdings
@@ -74,7 +73,7 @@ def apply_full_fills(
         _add_by_slot(s["turnover"], slots[turnover], cost[turnover])
         bought = purpose == Purpose.INVEST.value  # the hold benchmark makes the same buys (one leg per holding)
         if bought.any():  # new money: a few ticks of a run
-            s["hold_amount"][slots[bought], legs[bought]] += _rebal.amount_floats(np.ascontiguousarray(amount_words[bought]))
+            s["hold_amount"][slots[bought], t["leg"][rows][bought]] += _rebal.amount_floats(np.ascontiguousarray(amount_words[bought]))
             _add_by_slot(s["hold_cash"], slots[bought], -(cost[bought] + fee[bought]))
     t["filled"][rows] = amount_words
     t.close_many(rows, OrderStatus.FILLED)
