@@ -472,8 +472,7 @@ class Engine:
             return rows, batch.portfolio, (slots, counts)
         if n and (len(t) < n or not (np.array_equal(t["portfolio_id"][rows], batch.portfolio_id) and np.array_equal(t["epoch"][rows], batch.epoch) and np.array_equal(t["leg"][rows], batch.leg))):
             raise ConfigError("batch: not this Engine's last batch of orders", field="batch", value=n)
-        ids = batch.portfolio_id
-        slots = self.book.slots(ids)  # the Book compacted since the tick: its slots moved
+        slots = self.book.slots(batch.portfolio_id)  # by id: the Book may have compacted since the tick
         distinct, counts = np.unique(slots, return_counts=True)
         return rows, slots, (distinct, counts)
 
