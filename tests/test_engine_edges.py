@@ -269,6 +269,28 @@ def test_full_fills_in_columns_equal_the_same_fills_as_structs() -> None:
     np.testing.assert_allclose(acct_a["fees_paid"], acct_b["fees_paid"], rtol=1e-12)
 
 
+def test_full_fills_follow_portfolios_the_book_moved_after_the_tick() -> None:
+    """The Book compacts between a tick and its fills (slots move): the fills
+    find the portfolios by id and give what they give without the move."""
+    results = []
+    for compact in (False, True):
+        engine = Engine(usdt_markets())
+        gone, kept = engine.create_many([config(), config(investment=D("777.77"))], T0).tolist()
+        engine.fund([gone, kept], T0)
+        engine.on_full_fills(engine.on_tick(T0, P0))
+        engine.terminate(gone, T0 + 1, exit="return")
+        batch = engine.on_tick(T0 + HOUR, BTC_UP)  # gone is returned in kind, kept rebalances
+        assert engine.stage(gone) == Stage.TERMINATED and set(batch.portfolio_id.tolist()) == {kept}
+        if compact:
+            engine.remove(gone)
+            engine.book.compact()
+            assert engine.book.slot(kept) == 0 != int(batch.portfolio[0])
+        engine.on_full_fills(batch)
+        assert not engine.book.column("locked")[engine.book.slot(kept)]
+        results.append(repr((engine.book.portfolio(kept), engine.accounting([kept]))))  # repr: NaN is NaN
+    assert results[0] == results[1]
+
+
 def test_full_fills_refuse_a_batch_that_is_not_the_last() -> None:
     engine, pid = make_active()
     old = engine.on_tick(T0 + HOUR, BTC_UP)

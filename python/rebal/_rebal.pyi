@@ -196,6 +196,20 @@ def add_amounts(words: NDArray[np.int64], rows: NDArray[np.int64], deltas: NDArr
     accumulate. All or nothing: a row out of range (ConfigError), an overflow
     or a result below zero (AmountError, field f"{field}[{row}]") changes nothing."""
 
+def return_factors(values: NDArray[np.float64], last: NDArray[np.float64], inflow: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """A metrics stream's return factors this tick: values / (last + inflow)
+    where both are positive, else 1 (its log is 0); `last` (float64,
+    changed in place) becomes `values`. The floats numpy gives."""
+
+def add_log_returns(log_returns: NDArray[np.float64], growth: NDArray[np.float64], sum_sq: NDArray[np.float64], peak: NDArray[np.float64]) -> None:
+    """Adds the log returns to `growth` and their squares to `sum_sq`,
+    raises `peak` to the growth (np.maximum), and writes growth - peak over
+    `log_returns`; all float64, changed in place. The floats numpy gives."""
+
+def deepen_drawdowns(max_drawdown: NDArray[np.float64], drawdown_factor: NDArray[np.float64]) -> None:
+    """Raises `max_drawdown` (changed in place) to 1 - `drawdown_factor`
+    (np.maximum: a NaN stays)."""
+
 def join_pool() -> bool:
     """Makes the calling thread a worker of a thread pool of its own, so its
     parallel calls start at once instead of waiting for sleeping threads to

@@ -108,6 +108,10 @@ class Engine:
         """Ids whose config a store has not saved yet (new or modified)."""
         self.config_removals: set[int] = set()
         """Ids removed since a store last saved."""
+        self._last_orders: tuple[OrderBatch, _Rounds] | None = None
+        """The last tick's batch and its rounds, checked against the order
+        table when recorded; forgotten at the next tick and when the Book
+        compacts (its slots move)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -275,6 +279,7 @@ class Engine:
         prices = _prices(prices, len(self.markets))
         book, s = self.book, self.state
         stage = s["stage"]
+        self._last_orders = None  # the order table's rows move now
         self.orders.prune()
 
         # Enum members are compared as `.value`, a plain int: numpy compares a
@@ -285,7 +290,8 @@ class Engine:
         free = ~book.column("locked")
         ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
         waiting = np.flatnonzero(s["pending_invest"] & free)
-        _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
+        if len(waiting) or len(ending):  # most ticks have neither
+            _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
         self.now_ms, self.prices = now_ms, prices
         value, status = scan.value, scan.status
         active = status != Status.INACTIVE.value
@@ -306,7 +312,8 @@ class Engine:
         self._auto_invest(ready, value, now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
-        ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
+        if len(hits):  # exits started above
+            ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
         self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
         refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
         self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
@@ -319,6 +326,7 @@ class Engine:
         rounds = _rounds(batch.portfolio)
         self._after_plan(batch, rounds, selling, investing, now_ms)
         self._record_orders(batch, rounds, now_ms)
+        self._last_orders = (batch, rounds)
         return batch
 
     # ------------------------------------------------------------------ fills and rejects
@@ -343,7 +351,7 @@ class Engine:
         columnar fill of a simulated venue or a paper account, with no Python
         object per fill. Exact and all or nothing, like `on_fills`."""
         n = len(batch)
-        rows = self._batch_rows(batch)
+        rows, slots, portfolios = self._batch_rows(batch)
         price = np.ascontiguousarray(batch.price if prices is None else prices, dtype=np.float64)
         if fee_rates is None:
             taker = np.array([m.taker_fee for m in self.markets] or [0.0])
@@ -352,7 +360,7 @@ class Engine:
             fee = np.broadcast_to(np.asarray(fee_rates, dtype=np.float64), (n,))
         if price.shape != (n,) or fee.shape != (n,):
             raise ConfigError(f"prices: one per order ({n}), got {price.shape}", field="prices", value=price.shape)
-        apply_full_fills(self, rows, batch.portfolio, price, np.ascontiguousarray(fee), self._event_time(now_ms))
+        apply_full_fills(self, rows, slots, portfolios, price, np.ascontiguousarray(fee), self._event_time(now_ms))
 
     def on_rejects(self, rejects: Sequence[Reject], now_ms: int | None = None) -> None:
         """Orders refused or cancelled by the venue (what they filled before
@@ -451,17 +459,26 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
 
-    def _batch_rows(self, batch: OrderBatch) -> slice:
+    def _batch_rows(self, batch: OrderBatch) -> tuple[slice, npt.NDArray[np.int64], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """The order-table rows of a batch's orders: the last ones appended (a
-        slice, so the fills read the table's columns as views)."""
+        slice, so the fills read the table's columns as views); the slots of
+        their portfolios now; and those portfolios, once each, with how many
+        orders each has."""
         t, n = self.orders, len(batch)
         rows = slice(len(t) - n, len(t))
+        if self._last_orders is not None and self._last_orders[0] is batch:
+            # The last tick's own batch: its rows are the last appended and its slots the Book's.
+            slots, counts, _ = self._last_orders[1]
+            return rows, batch.portfolio, (slots, counts)
         if n and (len(t) < n or not (np.array_equal(t["portfolio_id"][rows], batch.portfolio_id) and np.array_equal(t["epoch"][rows], batch.epoch) and np.array_equal(t["leg"][rows], batch.leg))):
             raise ConfigError("batch: not this Engine's last batch of orders", field="batch", value=n)
-        return rows
+        slots = self.book.slots(batch.portfolio_id)  # by id: the Book may have compacted since the tick
+        distinct, counts = np.unique(slots, return_counts=True)
+        return rows, slots, (distinct, counts)
 
     def _keep_slots(self, keep: npt.NDArray[np.int64]) -> None:
         self.state.keep(keep)
+        self._last_orders = None  # its slots are no longer the Book's
 
     def _event_time(self, now_ms: int | None) -> int:
         return _time(now_ms) if now_ms is not None else (self.now_ms if self.now_ms is not None else 0)
@@ -695,22 +712,28 @@ class Engine:
         )
 
     def _settle(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
-        """Portfolios among `slots` whose round of orders is over: unlocked,
-        with their events. A round cut short (an order rejected or cancelled)
-        is re-planned at the next tick: no cooldown after a rebalance, and
-        new money not yet spent is bought with again."""
+        """Portfolios among `slots` (distinct) whose round of orders is over:
+        unlocked, with their events. A round cut short (an order rejected or
+        cancelled) is re-planned at the next tick: no cooldown after a
+        rebalance, and new money not yet spent is bought with again."""
         s, book = self.state, self.book
-        slots = _distinct(slots)
-        slots = slots[(s["round_open"][slots] == 0) & book.column("locked")[slots]]
+        over = (s["round_open"][slots] == 0) & book.column("locked")[slots]
+        if not over.all():  # after full fills every round is over: no copy then
+            slots = slots[over]
         if not len(slots):
             return
         book.lock_slots(slots, False)
         purpose, filled, short = s["round_purpose"][slots], s["round_filled"][slots], s["round_short"][slots]
         rebalance = purpose == Purpose.REBALANCE.value
-        rebalanced = slots[rebalance & filled]
+        done = rebalance & filled
+        rebalanced = slots if done.all() else slots[done]
         s["rebalances"][rebalanced] += 1
         self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
-        book._portfolios["last_rebalance_ms"][slots[rebalance & (short | ~filled)]] = NEVER
+        again = rebalance & (short | ~filled)
+        if again.any():
+            book._portfolios["last_rebalance_ms"][slots[again]] = NEVER
+        if rebalance.all():
+            return  # no exit or new money among them: most ticks
         s["exit_refusals"][slots[(purpose == Purpose.EXIT.value) & s["round_refused"][slots]]] += 1
         invest = purpose == Purpose.INVEST.value
         live = (s["stage"][slots] == Stage.FUNDING.value) | (s["stage"][slots] == Stage.ACTIVE.value)
@@ -763,21 +786,12 @@ def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
     contiguous in a batch)."""
     if not len(portfolio):
         return portfolio, portfolio, portfolio
-    starts = np.flatnonzero(portfolio[1:] != portfolio[:-1])
-    starts += 1
-    bounds = np.concatenate([[0], starts, [len(portfolio)]])
-    return portfolio[bounds[:-1]], np.diff(bounds), bounds[:-1]
-
-
-def _distinct(slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """`np.unique(slots)`; a batch's slots come sorted, and then one
-    comparison of neighbours does it without np.unique's hashing."""
-    if len(slots) < 2 or not (slots[1:] >= slots[:-1]).all():
-        return np.unique(slots)
-    first = np.empty(len(slots), bool)
-    first[0] = True
-    np.not_equal(slots[1:], slots[:-1], out=first[1:])
-    return slots[first]
+    changes = np.flatnonzero(portfolio[1:] != portfolio[:-1])
+    bounds = np.empty(len(changes) + 2, np.int64)  # where each portfolio's orders start, and the end
+    bounds[0], bounds[-1] = 0, len(portfolio)
+    np.add(changes, 1, out=bounds[1:-1])
+    first = bounds[:-1]
+    return portfolio[first], np.diff(bounds), first
 
 
 def _rows_of(start: npt.NDArray[np.int64], stop: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -143,18 +143,24 @@ _WITH_AMOUNT = {EventKind.FUNDED, EventKind.AUTO_INVEST_EXECUTED, EventKind.ASSE
 
 
 def _column(value: npt.ArrayLike, dtype: Any, n: int) -> np.ndarray:
-    """One value per event: a scalar repeated, or the n values given
-    (`np.full` and a plain check: a tick adds a few chunks, and
-    `np.broadcast_to` costs more than the copy it saves)."""
+    """One value per event: the n values given, or one for all (kept once,
+    repeated when the log is read)."""
     array = np.asarray(int(value) if isinstance(value, enum.IntEnum) else value, dtype)  # an IntEnum converts slowly
-    if array.ndim == 0:
-        return np.full(n, array, dtype)
-    return array if array.shape == (n,) else np.broadcast_to(array, (n,))
+    if array.ndim == 0 or array.shape == (n,):
+        return array
+    return np.broadcast_to(array, (n,))
+
+
+_NO_AMOUNT = np.zeros(2, np.int64)
+"""The amount of an event without one, for a whole chunk."""
+_NO_AMOUNT.flags.writeable = False
 
 
 class EventLog:
     """Events appended by the Engine, drained by the host. Kept as the
-    chunks they were added in (no copy per add); joined when drained."""
+    chunks they were added in (no copy per add, a value the same for a
+    whole chunk kept once); joined when drained. A backtest drops every
+    tick's events unread."""
 
     def __init__(self, asset_names: list[str], quote: str) -> None:
         self._chunks: list[dict[str, np.ndarray]] = []
@@ -183,11 +189,11 @@ class EventLog:
             return
         self._chunks.append(
             {
-                "kind": np.full(n, int(kind), np.uint8),  # an int: numpy converts an IntEnum slowly
+                "kind": np.asarray(int(kind), np.uint8),  # an int: numpy converts an IntEnum slowly
                 "portfolio_id": ids,
-                "time_ms": np.full(n, time_ms, np.int64),
+                "time_ms": np.asarray(time_ms, np.int64),
                 "asset": _column(asset, np.int32, n),
-                "amount": np.zeros((n, 2), np.int64) if amount is None else np.asarray(amount, np.int64).reshape(n, 2),
+                "amount": _NO_AMOUNT if amount is None else np.asarray(amount, np.int64).reshape(n, 2),
                 "value": _column(value, np.float64, n),
                 "reason": _column(reason, np.uint8, n),
             }
@@ -202,7 +208,10 @@ class EventLog:
         """The events not yet drained, as one set of columns (copies)."""
         if not self._chunks:
             return {name: np.zeros((0, *shape), dtype) for name, (dtype, shape) in EVENT_COLUMNS.items()}
-        return {name: np.concatenate([c[name] for c in self._chunks]) for name in EVENT_COLUMNS}
+        return {
+            name: np.concatenate([np.broadcast_to(c[name], (len(c["portfolio_id"]), *shape)) for c in self._chunks])
+            for name, (_, shape) in EVENT_COLUMNS.items()
+        }
 
     def load(self, columns: dict[str, np.ndarray]) -> None:
         self._chunks = [dict(columns)] if len(columns["kind"]) else []

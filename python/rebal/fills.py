@@ -38,6 +38,7 @@ def apply_full_fills(
     engine: Engine,
     rows: slice,
     slots: npt.NDArray[np.int64],
+    portfolios: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
     prices: npt.NDArray[np.float64],
     fee_rates: npt.NDArray[np.float64],
     now_ms: int,
@@ -45,51 +46,47 @@ def apply_full_fills(
     """See `Engine.on_full_fills`: the orders at `rows` of the order table,
     each filled in full at its price, fee = rate × cost in the quote asset,
     applied exactly in Rust (`_rebal.fill_in_full`, which also refreshes the
-    float copies of the cash and amounts); the bookkeeping around
-    it is numpy. Nothing per fill runs in Python. `rows` is a range of the
-    order table (a batch's orders are appended together); `slots` are the
-    orders' portfolios' slots (the batch's `portfolio`)."""
+    float copies of the cash and amounts); the bookkeeping around it is
+    numpy. Nothing per fill runs in Python. `rows` is a range of the order
+    table (a batch's orders are appended together); `slots` are the orders'
+    portfolios' slots; `portfolios` those slots once each, with how many
+    orders each has."""
     first, stop, _ = rows.indices(len(engine.orders))
     if stop <= first:
         return
     book, s, t = engine.book, engine.state, engine.orders
-    status, filled = t["status"][rows], t["filled"][rows]
-    if (status > OrderStatus.PARTIALLY_FILLED.value).any() or filled.any():  # two passes; the row only for an error
-        k = int(np.argmax((status > OrderStatus.PARTIALLY_FILLED.value) | (filled != 0).any(axis=1)))
+    status = t["status"][rows]
+    if status.any():  # an order filled even in part is no longer OPEN (0)
+        k = int(np.argmax(status != OrderStatus.OPEN.value))
         raise FillError(f"fills[{k}]: order row {first + k} is not open and unfilled", field=f"fills[{k}]", value=first + k)
-    ids = t["portfolio_id"][rows]
-    if len(slots) != stop - first or slots.max() >= len(book.ids) or not np.array_equal(book.ids[slots], ids):
-        slots = book.slots(ids)  # the Book compacted since the tick: look the slots up again
-    legs = t["leg"][rows].astype(np.int64)
-    holdings = book.column("start")[slots] + legs
+    holdings = book.column("start")[slots] + t["leg"][rows]  # int64 + uint8: int64
     buy = t["side"][rows] == SIDE_BUY
     amount_words = np.ascontiguousarray(t["amount"][rows])
     p, h = book._portfolios, book._holdings
     cost, fee = _rebal.fill_in_full(p["cash"], h["amount"], p["cash_float"], h["amount_float"], slots, holdings, buy, amount_words, prices, fee_rates)
-    n = s.length
-
-    def per_slot(where: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        total = np.bincount(where, weights=values, minlength=n)
-        return total.astype(np.float64, copy=False)
-
-    fees_paid, turnover_paid, hold_cash, round_open = s["fees_paid"], s["turnover"], s["hold_cash"], s["round_open"]
-    fees_paid += per_slot(slots, fee)  # views: added in place
+    _add_by_slot(s["fees_paid"], slots, fee)
     purpose = t["purpose"][rows]
     turnover = purpose == Purpose.REBALANCE.value
     if turnover.all():  # most ticks: rebalances alone, no copies to pick them out
-        turnover_paid += per_slot(slots, cost)
+        _add_by_slot(s["turnover"], slots, cost)
     else:
-        turnover_paid += per_slot(slots[turnover], cost[turnover])
-    bought = purpose == Purpose.INVEST.value  # the hold benchmark makes the same buys (one leg per holding)
-    if bought.any():  # new money: a few ticks of a run
-        s["hold_amount"][slots[bought], legs[bought]] += _rebal.amount_floats(np.ascontiguousarray(amount_words[bought]))
-        hold_cash += per_slot(slots[bought], -(cost[bought] + fee[bought]))
-    s["round_filled"][slots] = True
+        _add_by_slot(s["turnover"], slots[turnover], cost[turnover])
+        bought = purpose == Purpose.INVEST.value  # the hold benchmark makes the same buys (one leg per holding)
+        if bought.any():  # new money: a few ticks of a run
+            s["hold_amount"][slots[bought], t["leg"][rows][bought]] += _rebal.amount_floats(np.ascontiguousarray(amount_words[bought]))
+            _add_by_slot(s["hold_cash"], slots[bought], -(cost[bought] + fee[bought]))
     t["filled"][rows] = amount_words
     t.close_many(rows, OrderStatus.FILLED)
-    round_open -= np.bincount(slots, minlength=n).astype(np.int32)
+    distinct, counts = portfolios
+    s["round_filled"][distinct] = True
+    s["round_open"][distinct] -= counts.astype(np.int32)
     engine.fill_count += stop - first
-    engine._settle(slots, now_ms)
+    engine._settle(distinct, now_ms)
+
+
+def _add_by_slot(column: npt.NDArray[np.float64], slots: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+    """Adds each slot's sum of `values` to `column` (a view: in place)."""
+    column += np.bincount(slots, weights=values, minlength=len(column))
 
 
 def _apply(
@@ -145,7 +142,7 @@ def _apply(
     t.mark(order_rows[~complete], OrderStatus.PARTIALLY_FILLED)
     np.subtract.at(s["round_open"], book.slots(t["portfolio_id"][order_rows[complete]]), 1)
     engine.fill_count += len(rows)
-    engine._settle(slots, now_ms)
+    engine._settle(np.unique(slots), now_ms)
 
 
 def _parse(engine: Engine, fills: Sequence[Fill]) -> tuple[Any, ...]:
@@ -214,4 +211,4 @@ def apply_rejects(engine: Engine, rejects: Sequence[Reject], now_ms: int) -> Non
     s["round_refused"][slots[~unsent]] = True
     why = np.where(cancelled, Reason.CANCELLED, Reason.REJECTED).astype(np.uint8)
     engine._events.add(EventKind.ORDER_REJECTED, t["portfolio_id"][index], now_ms, value=t["leg"][index].astype(np.float64), reason=why)
-    engine._settle(slots, now_ms)
+    engine._settle(np.unique(slots), now_ms)

@@ -124,12 +124,12 @@ class OrderTable:
         keep = t["status"] <= OrderStatus.PARTIALLY_FILLED.value
         if self.keep_history:
             keep |= t["dirty"]
-        if keep.all():
-            return
-        if keep.any():
-            t.keep(np.flatnonzero(keep))
-        else:
+        if not keep.any():  # every order done: a backtest's every tick
             self.table = Table(ORDER_COLUMNS)
+        elif keep.all():
+            return
+        else:
+            t.keep(np.flatnonzero(keep))
         self._open = None
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:

@@ -11,6 +11,7 @@ pub mod flows;
 pub mod hold;
 pub mod lots;
 pub mod market;
+pub mod metrics;
 pub mod plan;
 pub mod portfolio;
 pub mod trigger;

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from rebal import _rebal
+
 __all__ = ["YEAR_MS", "Stream", "summary"]
 
 YEAR_MS = 365.25 * 86_400_000
@@ -31,27 +33,20 @@ class Stream:
 
     def add(self, values: npt.NDArray[np.float64], inflow: npt.NDArray[np.float64] | None = None) -> None:
         """The values at the next tick; `inflow` is money added since the last tick (it is no return)."""
+        values = np.ascontiguousarray(values, dtype=np.float64)
         if not self.started:
             self.first, self.last, self.started = values.copy(), values.copy(), True
             return
-        # In place where it can be (a sweep adds thousands of series a tick); the same operations.
-        base = self.last + (0.0 if inflow is None else inflow)
-        priced = base > 0
-        priced &= values > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.divide(values, base)
-            np.log(r, out=r)
-        np.copyto(r, 0.0, where=~priced)
-        self.growth += r
-        r *= r
-        self.sum_sq += r
+        if inflow is not None:
+            inflow = np.ascontiguousarray(inflow, dtype=np.float64)
+        # A sweep adds thousands of series a tick: the arithmetic between numpy's
+        # log and exp is one pass each in Rust, with the floats numpy's gave.
+        r = _rebal.return_factors(values, self.last, inflow)  # 1 where unpriced; last = values
+        np.log(r, out=r)
         self.count += 1
-        np.maximum(self.peak, self.growth, out=self.peak)
-        drawdown = np.subtract(self.growth, self.peak)
-        np.exp(drawdown, out=drawdown)
-        np.subtract(1, drawdown, out=drawdown)
-        np.maximum(self.max_drawdown, drawdown, out=self.max_drawdown)
-        self.last = values.copy()
+        _rebal.add_log_returns(r, self.growth, self.sum_sq, self.peak)  # r is now growth − peak
+        np.exp(r, out=r)
+        _rebal.deepen_drawdowns(self.max_drawdown, r)
 
     def result(self, duration_ms: float, interval_ms: float) -> dict[str, npt.NDArray[np.float64]]:
         """Per series: total_return_pct, annualised_return_pct, volatility_pct, max_drawdown_pct, sharpe."""

@@ -8,6 +8,7 @@ mod convert;
 mod errors;
 mod flows;
 mod market;
+mod metrics;
 mod plan;
 
 use pyo3::exceptions::PyOSError;
@@ -42,6 +43,9 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flows::fill_in_full, m)?)?;
     m.add_function(wrap_pyfunction!(flows::add_amounts, m)?)?;
     m.add_function(wrap_pyfunction!(flows::hold_values, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::return_factors, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::add_log_returns, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::deepen_drawdowns, m)?)?;
     m.add_function(wrap_pyfunction!(join_pool, m)?)?;
     Ok(())
 }
