@@ -42,6 +42,7 @@ the value. `validate` applies the rules on their own, against host `Limits`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import tomllib
@@ -192,17 +193,26 @@ def parse_duration(text: str, field: str) -> int:
 
     Units w, d, h, m, s, each at most once and largest first; no sign, no
     spaces, no fractions. A bad text is a `ConfigError` naming `field`."""
-    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
-    if not text or match is None:
+    ms = _duration_ms(text) if isinstance(text, str) else None
+    if ms is None:
         raise ConfigError(
             f"{field}: not a duration (got {text!r}); write e.g. '30m', '4h', '1d', '2w', '90s' or '1h30m'",
             field=field,
             value=text,
         )
-    ms = sum(int(n) * unit for n, unit in zip(match.groups(), _UNITS_MS.values(), strict=True) if n is not None)
     if ms > _INT64_MAX:
         raise ConfigError(f"{field}: duration {text!r} is too long", field=field, value=text)
     return ms
+
+
+@functools.lru_cache(maxsize=256)
+def _duration_ms(text: str) -> int | None:
+    """The milliseconds `text` spells, or None. Cached: a sweep's thousands
+    of configs spell the same few durations."""
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        return None
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _UNITS_MS.values(), strict=True) if n is not None)
 
 
 def parse_time_of_day(text: str, field: str) -> int:

@@ -8,6 +8,8 @@
 //! parallel chunks, and its output is in the order of the slots whatever the
 //! thread count.
 
+use std::hint::select_unpredictable;
+
 use rayon::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -348,28 +350,32 @@ pub(crate) fn exit_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u3
 /// Refused (naming `prices`) if some holding's asset has no price at all.
 pub fn values(book: &BookRef<'_>, prices: &[f64]) -> Result<Vec<f64>> {
     let inline = crate::workers::inline(book.len(), INLINE_PORTFOLIOS);
-    let highest = if inline { book.asset.iter().max() } else { book.asset.par_iter().max() };
-    if let Some(&asset) = highest {
-        if asset < 0 || asset as usize >= prices.len() {
-            return Err(CoreError::price("prices", prices.len(), format!("a price for every held asset (asset index {asset})")));
-        }
-    }
     let mut out = vec![0.0; book.len()];
     let size = chunk_size(out.len());
     let tasks: Vec<&mut [f64]> = out.chunks_mut(size).collect();
-    run_tasks(tasks, inline, || (), |_, (c, chunk)| {
+    // Each chunk returns the first asset it met with no price at all: the
+    // holdings are checked as they are valued, not in a pass of their own.
+    let unpriced: Vec<Option<i32>> = run_tasks(tasks, inline, || (), |_, (c, chunk)| {
+        // (The columns in locals: LLVM reloads a struct's fields after every store.)
+        let BookRef { cash_float, start, stop, amount_float, asset, .. } = *book;
+        let mut unpriced = None;
         for (k, value) in chunk.iter_mut().enumerate() {
             let i = c * size + k;
-            let mut v = book.cash_float[i];
-            for r in book.rows(i) {
-                let amount = book.amount_float[r];
-                if amount != 0.0 {
-                    v += amount * prices[book.asset[r] as usize];
-                }
+            let mut v = cash_float[i];
+            for r in start[i] as usize..stop[i] as usize {
+                let price = usize::try_from(asset[r]).ok().and_then(|a| prices.get(a));
+                unpriced = unpriced.or(price.is_none().then_some(asset[r]));
+                let amount = amount_float[r];
+                // A zero holding adds nothing (not even its NaN price), chosen without a branch.
+                v = select_unpredictable(amount != 0.0, v + amount * price.copied().unwrap_or(f64::NAN), v);
             }
             *value = v;
         }
+        unpriced
     });
+    if let Some(asset) = unpriced.into_iter().flatten().next() {
+        return Err(CoreError::price("prices", prices.len(), format!("a price for every held asset (asset index {asset})")));
+    }
     Ok(out)
 }
 
