@@ -140,7 +140,7 @@ class _Row:
     """plan.rs `Row` (the fields the Target path uses)."""
 
     __slots__ = (
-        "asset", "price", "lv", "lc", "fee", "value", "target", "dest", "held", "min_lots", "max_lots",
+        "asset", "price", "lv", "per_lot", "lc", "fee", "value", "target", "dest", "held", "min_lots", "max_lots",
         "tradable", "frozen", "sell_unused", "sell_blocked", "sell", "buy",
     )  # fmt: skip
 
@@ -173,7 +173,7 @@ def _py_estimate(rows: list[_Row], value: float, cash: float, bfs: float) -> tup
 def _py_size_sells(rows: list[_Row], v: float) -> bool:
     changed = False
     for r in rows:
-        wanted = _to_lots((r.value - r.dest * v) / r.lv)
+        wanted = _to_lots((r.value - r.dest * v) * r.per_lot)
         lots = 0 if (r.sell_blocked or r.frozen) else min(wanted, r.held, r.max_lots)
         if not (lots > 0 and r.ok(lots)):
             lots = 0
@@ -184,7 +184,7 @@ def _py_size_sells(rows: list[_Row], v: float) -> bool:
 
 def _py_size_buys(rows: list[_Row], v: float) -> None:
     for r in rows:
-        wanted = 0 if (r.sell > 0 or r.frozen) else _to_lots((r.dest * v - r.value) / r.lv)
+        wanted = 0 if (r.sell > 0 or r.frozen) else _to_lots((r.dest * v - r.value) * r.per_lot)
         lots = min(wanted, r.max_lots)
         r.buy = lots if lots > 0 and r.ok(lots) else 0
 
@@ -220,7 +220,7 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
                 break
         added = False
         for r in order:
-            add = min(_to_lots((deficit(r) - level) / r.lv), r.max_lots - r.buy)
+            add = min(_to_lots((deficit(r) - level) * r.per_lot), r.max_lots - r.buy)
             if add >= r.increment() and add * r.lc <= cash:
                 r.buy += add
                 cash -= add * r.lc
@@ -239,7 +239,7 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
             else:
                 next_deficit = max(next_deficit, deficit(r))
         r = best
-        to_next = _to_lots((deficit(r) - max(next_deficit, 0.0)) / r.lv, inward=True)
+        to_next = _to_lots((deficit(r) - max(next_deficit, 0.0)) * r.per_lot, inward=True)
         affordable = _f2i(math.floor(cash / r.lc))
         add = min(max(to_next, r.increment()), affordable, r.max_lots - r.buy)
         r.buy += add
@@ -317,7 +317,7 @@ def _py_freeze_stuck(rows: list[_Row], v_after: float) -> bool:
     for r in rows:
         if r.frozen or r.sell > 0 or r.buy > 0:
             continue
-        excess = (r.value - r.dest * v_after) / r.lv
+        excess = (r.value - r.dest * v_after) * r.per_lot
         wanted = _to_lots(abs(excess))
         if excess > 0.0 and wanted != 0 and not r.ok(min(wanted, r.held, r.max_lots)):
             r.frozen = froze = True
@@ -365,7 +365,7 @@ def _py_settle_exactly(rows: list[_Row], q: Quotes, cash_atoms: int, v: float) -
         r = best
         inc = r.increment()
         affordable = math.floor(cash / cost(r, 1))
-        add = min(max(min(_to_lots(deficit(r) / r.lv, inward=True), affordable), inc), r.max_lots - r.buy)
+        add = min(max(min(_to_lots(deficit(r) * r.per_lot, inward=True), affordable), inc), r.max_lots - r.buy)
         c = cost(r, add)
         if c > cash:
             break
@@ -403,6 +403,7 @@ def python_tick(rb: RealisticBook, prices: np.ndarray, sample: np.ndarray) -> di
     sample = np.asarray(sample, dtype=np.int64)
     # Plain Python columns for the sample (reading the input is not timed apart).
     price, lv, lc, fee = q.price.tolist(), q.lot_value.tolist(), q.lot_cost.tolist(), q.fee.tolist()
+    per_lot = (1.0 / q.lot_value).tolist()  # Row::per_lot
     min_lots, max_lots, active = q.min_lots.tolist(), q.max_lots.tolist(), q.active.tolist()
     scale = [10 ** int(d) for d in q.decimals]
     unit_atoms = [UNIT // s for s in scale]
@@ -430,7 +431,7 @@ def python_tick(rb: RealisticBook, prices: np.ndarray, sample: np.ndarray) -> di
         for a, x, t in zip(held_assets, held_amounts, held_targets):
             atoms = _amount_atoms(x, scale[a], unit_atoms[a])
             r = _Row()
-            r.asset, r.price, r.lv, r.lc, r.fee = a, price[a], lv[a], lc[a], fee[a]
+            r.asset, r.price, r.lv, r.per_lot, r.lc, r.fee = a, price[a], lv[a], per_lot[a], lc[a], fee[a]
             r.value = _atoms_to_f64(atoms) * price[a]
             r.target, r.dest = t, t
             r.held = min(atoms // q.step_atoms[a], I64_MAX) if atoms > 0 else 0
@@ -585,6 +586,7 @@ class _Plan:
     def __init__(self, **columns: np.ndarray) -> None:
         self.__dict__.update(columns)
         t, w = self.val.shape
+        self.per_lot = 1.0 / self.lv  # Row::per_lot
         self.dest = self.tgt.copy()
         self.sell = np.zeros((t, w), dtype=np.int64)
         self.buy = np.zeros((t, w), dtype=np.int64)
@@ -622,7 +624,7 @@ def _np_estimate(s: _Plan, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _np_size_sells(s: _Plan, i: np.ndarray, v: np.ndarray) -> np.ndarray:
-    wanted = _np_to_lots((s.val[i] - s.dest[i] * v[:, None]) / s.lv[i])
+    wanted = _np_to_lots((s.val[i] - s.dest[i] * v[:, None]) * s.per_lot[i])
     lots = np.minimum(np.minimum(wanted, s.held[i]), s.maxl[i])
     lots[s.blocked[i] | s.frozen[i]] = 0
     lots = np.where(s.ok(i, lots), lots, 0)
@@ -632,7 +634,7 @@ def _np_size_sells(s: _Plan, i: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _np_size_buys(s: _Plan, i: np.ndarray, v: np.ndarray) -> None:
-    wanted = _np_to_lots((s.dest[i] * v[:, None] - s.val[i]) / s.lv[i])
+    wanted = _np_to_lots((s.dest[i] * v[:, None] - s.val[i]) * s.per_lot[i])
     wanted[(s.sell[i] > 0) | s.frozen[i]] = 0
     lots = np.minimum(wanted, s.maxl[i])
     s.buy[i] = np.where(s.ok(i, lots), lots, 0)
@@ -641,7 +643,7 @@ def _np_size_buys(s: _Plan, i: np.ndarray, v: np.ndarray) -> None:
 def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None:
     """plan.rs `top_up`: water-filling rounds, then lot by lot; per portfolio
     i with its V′ `v` and spendable `cash`."""
-    tgt, val, lv, lc, fee = s.tgt[i], s.val[i], s.lv[i], s.lc[i], s.fee[i]
+    tgt, val, lv, per_lot, lc, fee = s.tgt[i], s.val[i], s.lv[i], s.per_lot[i], s.lc[i], s.fee[i]
     minl, maxl, n = s.minl[i], s.maxl[i], s.n[i]
     movable = s.tradable[i] & (s.sell[i] == 0) & ~s.frozen[i]
     buy, cash = s.buy[i].copy(), cash.copy()
@@ -689,7 +691,7 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
             b = buy[live, col]
             inc = np.where(b == 0, minl[live, col], 1)
             cost = lc[live, col]
-            add = np.minimum(_np_to_lots((d_sorted[:, k] - level) / lv[live, col]), maxl[live, col] - b)
+            add = np.minimum(_np_to_lots((d_sorted[:, k] - level) * per_lot[live, col]), maxl[live, col] - b)
             take = act & (add >= inc) & (add * cost <= c)
             buy[live[take], col[take]] = b[take] + add[take]
             c = np.where(take, c - add * cost, c)
@@ -713,7 +715,7 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
         masked[r, best] = -np.inf
         next_deficit = masked.max(axis=1)
         cost, b = lc[live, best], buy[live, best]
-        to_next = _np_to_lots((top - np.maximum(next_deficit, 0.0)) / lv[live, best], inward=True)
+        to_next = _np_to_lots((top - np.maximum(next_deficit, 0.0)) * per_lot[live, best], inward=True)
         affordable = _as_i64(np.floor(cash[live] / cost))
         add = np.minimum(np.minimum(np.maximum(to_next, inc[r, best]), affordable), maxl[live, best] - b)
         buy[live, best] = b + add
@@ -804,7 +806,7 @@ def _np_freeze_stuck(s: _Plan, i: np.ndarray, v_after: np.ndarray) -> np.ndarray
     s.unused[i] = False
     s.frozen[i[blocked]] = False
     o = i[~blocked]
-    excess = (s.val[o] - s.dest[o] * v_after[~blocked, None]) / s.lv[o]
+    excess = (s.val[o] - s.dest[o] * v_after[~blocked, None]) * s.per_lot[o]
     wanted = _np_to_lots(np.abs(excess))
     capped = np.minimum(np.minimum(wanted, s.held[o]), s.maxl[o])
     idle = s.frozen[o] | (s.sell[o] > 0) | (s.buy[o] > 0)

@@ -212,6 +212,8 @@ struct Lists {
 struct Row {
     price: f64,
     lot_value: f64,
+    /// 1 / `lot_value`: the hot loops multiply (a division is a long wait).
+    per_lot: f64,
     fee: f64,
     value: f64,
     target: f64,
@@ -335,6 +337,7 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
         let row = Row {
             price: quote.price,
             lot_value: quote.lot_value,
+            per_lot: 1.0 / quote.lot_value,
             fee,
             value: p.amounts[i].to_f64() * quote.price,
             target: p.targets[i],
@@ -537,7 +540,7 @@ fn freeze_stuck(rows: &mut [Row], params: &PlanParams, value: f64, v_after: f64)
         }
         let weight = row.value / value;
         let outside = weight < row.low - BAND_TOLERANCE || weight > row.high + BAND_TOLERANCE;
-        let excess = (row.value - row.dest * v_after) / row.lot_value;
+        let excess = (row.value - row.dest * v_after) * row.per_lot;
         let wanted = to_lots(excess.abs(), Rounding::Truncate);
         let capped = if excess > 0.0 { wanted.min(row.held_lots) } else { wanted }.min(row.max_lots);
         let side = if excess > 0.0 { Side::Sell } else { Side::Buy };
@@ -628,7 +631,7 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
     let (Some(band), k) = (params.band, params.destination.band_fraction()) else { return 0.0 };
     let spare = |r: &Row| {
         let floor = (r.target - k * band.half_width(r.target)) * v_after;
-        let room = to_lots((r.value - r.sell as f64 * r.lot_value - floor) / r.lot_value, Rounding::Truncate);
+        let room = to_lots((r.value - r.sell as f64 * r.lot_value - floor) * r.per_lot, Rounding::Truncate);
         room.min(r.held_lots.min(r.max_lots) - r.sell).max(0)
     };
     let net = |r: &Row| r.lot_net;
@@ -669,7 +672,7 @@ fn trim_sells(rows: &mut [Row], params: &PlanParams, v_after: f64, mut leftover:
         if let (Some(band), true) = (params.band, k > 0.0) {
             let ceiling = (row.target + k * band.half_width(row.target)) * v_after;
             let kept = row.value - (row.sell as f64) * row.lot_value;
-            trim = trim.min(to_lots((ceiling - kept) / row.lot_value, Rounding::Truncate).max(0));
+            trim = trim.min(to_lots((ceiling - kept) * row.per_lot, Rounding::Truncate).max(0));
         }
         let rest = row.sell - trim;
         if rest > 0 && row.refusal(rest).is_some() {
@@ -698,7 +701,7 @@ fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
     let mut changed = false;
     for row in rows.iter_mut() {
         let below_box = |n: i64| row.value - n as f64 * row.lot_value < row.low * v_after;
-        let wanted = lots_toward((row.value - row.dest * v_after) / row.lot_value, mode, below_box);
+        let wanted = lots_toward((row.value - row.dest * v_after) * row.per_lot, mode, below_box);
         // A frozen asset does not trade at all (its weight measured on V′ < V
         // would otherwise "sell the fee drag").
         let lots = wanted.min(row.held_lots).min(row.max_lots) * i64::from(!(row.sell_blocked | row.frozen));
@@ -712,7 +715,7 @@ fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
 fn size_buys(rows: &mut [Row], v_after: f64, mode: Rounding) {
     for row in rows.iter_mut() {
         let above_box = |n: i64| row.value + n as f64 * row.lot_value > row.high * v_after;
-        let wanted = lots_toward((row.dest * v_after - row.value) / row.lot_value, mode, above_box);
+        let wanted = lots_toward((row.dest * v_after - row.value) * row.per_lot, mode, above_box);
         row.wanted_buy = wanted * i64::from(!((row.sell > 0) | row.frozen));
         let lots = row.wanted_buy.min(row.max_lots);
         row.buy = select_unpredictable(row.accepts(lots), lots, 0);
@@ -830,7 +833,7 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
             }
         }
         let r = &mut rows[best];
-        let to_next = to_lots((deficits[best] - next_deficit.max(0.0)) / r.lot_value, Rounding::Inward);
+        let to_next = to_lots((deficits[best] - next_deficit.max(0.0)) * r.per_lot, Rounding::Inward);
         let affordable = (cash / r.lot_cost).floor() as i64;
         let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
@@ -841,7 +844,7 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
 /// Whole lots that bring `r`, `deficit` below its target, up to `level`
 /// below it (within its market's maximum).
 fn lots_to_level(r: &Row, deficit: f64, level: f64) -> i64 {
-    to_lots((deficit - level) / r.lot_value, Rounding::Truncate).min(r.max_lots - r.buy)
+    to_lots((deficit - level) * r.per_lot, Rounding::Truncate).min(r.max_lots - r.buy)
 }
 
 /// Redoes the end of the budget in exact decimals: takes lots back while
@@ -904,7 +907,7 @@ fn settle_exactly(
         let increment = r.increment();
         let Some(lot) = exact_cost(i, 1) else { return false };
         let affordable = i64::try_from((cash / lot).floor()).unwrap_or(increment);
-        let wanted = to_lots(deficit(r) / r.lot_value, Rounding::Inward);
+        let wanted = to_lots(deficit(r) * r.per_lot, Rounding::Inward);
         let add = wanted.min(affordable).max(increment).min(r.max_lots - r.buy);
         let Some(cost) = exact_cost(i, add) else { return false };
         if cost > cash {
@@ -949,7 +952,7 @@ fn record_skips(
             output.skip(Skip { position: i as u32, asset, side, amount: quote.lots_amount(lots), reason });
             continue;
         }
-        let excess = (row.value - row.dest * v_after) / row.lot_value;
+        let excess = (row.value - row.dest * v_after) * row.per_lot;
         let (side, wanted, done) = if excess > 0.0 {
             (Side::Sell, to_lots(excess, mode).min(row.held_lots), row.sell)
         } else {
