@@ -149,6 +149,8 @@ pub struct Quote {
     pub step: Amount,
     /// Value of one lot at `price`.
     pub lot_value: f64,
+    /// 1 / `lot_value`, by which the planner turns amounts into lots.
+    pub per_lot: f64,
     pub taker_fee: f64,
     /// `price` and `taker_fee` as the exact decimals their shortest digits
     /// spell (`None` past 28 digits): parsed once per tick, not per plan.
@@ -171,10 +173,12 @@ impl Quote {
         let usable = price.is_finite() && price > 0.0;
         let clamp = |n: i128| n.clamp(0, i64::MAX as i128) as i64;
         let by_amount = clamp(ceil_div(market.min_amount.atoms(), market.step.atoms()).max(1));
+        let lot_value = market.step.to_f64() * price;
         Quote {
             price,
             step: market.step,
-            lot_value: market.step.to_f64() * price,
+            lot_value,
+            per_lot: 1.0 / lot_value,
             taker_fee: market.taker_fee,
             price_exact: price_decimal(price),
             taker_fee_exact: price_decimal(market.taker_fee),

@@ -212,7 +212,7 @@ struct Lists {
 struct Row {
     price: f64,
     lot_value: f64,
-    /// 1 / `lot_value`: the hot loops multiply (a division is a long wait).
+    /// 1 / `lot_value` (the quote's): the hot loops multiply, as a division is a long wait.
     per_lot: f64,
     fee: f64,
     value: f64,
@@ -337,7 +337,7 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
         let row = Row {
             price: quote.price,
             lot_value: quote.lot_value,
-            per_lot: 1.0 / quote.lot_value,
+            per_lot: quote.per_lot,
             fee,
             value: p.amounts[i].to_f64() * quote.price,
             target: p.targets[i],
