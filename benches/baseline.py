@@ -846,6 +846,7 @@ def _np_settle(s: _Plan, q: Quotes, v_seen: np.ndarray, proceeds: np.ndarray, ca
         for j in range(int(s.n[p])):
             r = _Row()
             r.asset, r.lv, r.lc, r.fee = int(s.asset[p, j]), float(s.lv[p, j]), float(s.lc[p, j]), float(s.fee[p, j])
+            r.per_lot = float(s.per_lot[p, j])
             r.value, r.target = float(s.val[p, j]), float(s.tgt[p, j])
             r.min_lots, r.max_lots, r.tradable = int(s.minl[p, j]), int(s.maxl[p, j]), bool(s.tradable[p, j])
             r.frozen, r.sell, r.buy = bool(s.frozen[p, j]), int(s.sell[p, j]), int(s.buy[p, j])

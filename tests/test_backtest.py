@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import rebal
 from rebal.backtest.data import DAY_MS, PriceData, load_cryptodatadownload, synthetic
-from rebal.backtest.metrics import YEAR_MS, summary
+from rebal.backtest.metrics import YEAR_MS, Stream, summary
 from rebal.backtest.run import run
 from rebal.backtest.sweep import grid, results
 from rebal.cli import main
@@ -526,3 +526,44 @@ def test_cli_backtest_report_writes_html_and_pngs(tmp_path: Path, capsys: pytest
     for png in pngs:
         blob = png.read_bytes()
         assert len(blob) > 1000 and blob[:8] == b"\x89PNG\r\n\x1a\n", png.name
+
+
+def _stream_in_numpy(values: list[np.ndarray], inflows: list[np.ndarray | None]) -> dict[str, np.ndarray]:
+    """The metric stream as numpy operations alone (what `Stream.add` did
+    before part of it moved to Rust): the reference its floats must equal."""
+    n = len(values[0])
+    last, growth, sum_sq = values[0].copy(), np.zeros(n), np.zeros(n)
+    peak, deepest = np.zeros(n), np.zeros(n)
+    for v, inflow in zip(values[1:], inflows[1:]):
+        base = last + (0.0 if inflow is None else inflow)
+        priced = (base > 0) & (v > 0)
+        with np.errstate(all="ignore"):
+            r = np.log(np.divide(v, base))
+            r[~priced] = 0.0
+            growth += r
+            sum_sq += r * r
+            peak = np.maximum(peak, growth)
+            deepest = np.maximum(deepest, 1 - np.exp(growth - peak))
+        last = v.copy()
+    return {"last": last, "growth": growth, "sum_sq": sum_sq, "peak": peak, "max_drawdown": deepest}
+
+
+def test_the_metric_stream_gives_the_floats_of_its_numpy_arithmetic() -> None:
+    """Bit for bit, on awkward values too (zero, negative, NaN, inf, tiny), with
+    inflows given per series, as one number for all, or not at all."""
+    rng = np.random.default_rng(5)
+    n, ticks = 400, 60
+    odd = np.array([0.0, -3.0, np.nan, np.inf, 5e-324, 1e300])
+    values = [np.where(rng.random(n) < 0.05, rng.choice(odd, n), rng.lognormal(8, 0.3, n)) for _ in range(ticks)]
+    kinds = [None, 12.5, rng.normal(0, 50, n)]
+    inflows: list[np.ndarray | None] = []
+    for k in range(ticks):
+        kind = kinds[k % 3]
+        inflows.append(None if kind is None else np.broadcast_to(np.asarray(kind, float), (n,)).copy())
+    stream = Stream(n)
+    for k, v in enumerate(values):
+        stream.add(v, None if kinds[k % 3] is None else kinds[k % 3])
+    expected = _stream_in_numpy(values, inflows)
+    for name, column in expected.items():
+        got = getattr(stream, name)
+        assert got.view(np.uint64).tolist() == column.view(np.uint64).tolist(), name

@@ -126,6 +126,31 @@ def test_calendar_check_held_by_the_lock_stays_due() -> None:
     assert book.tick(PRICES, day + 1).status[0] == Status.REBALANCE
 
 
+def test_a_mixed_book_acts_on_each_portfolio_in_its_own_row() -> None:
+    """Threshold and calendar portfolios interleaved (the tick first lists
+    the ones it acts on): due calendars move to their next check, triggered
+    or not; each order is its own portfolio's; the idle are untouched."""
+    day = 24 * 60 * MINUTE
+    book = Book(unit_markets("A", "B"))
+    weights = {"A": 0.3, "B": 0.7}
+    book.add({"A": "40", "B": "60"}, weights, threshold=0.05)  # triggered
+    book.add({"A": "31", "B": "69"}, weights, trigger="calendar", interval_ms=day)  # due, no gate
+    book.add({"A": "31", "B": "69"}, weights, threshold=0.05)  # idle
+    book.add({"A": "31", "B": "69"}, weights, trigger="calendar", interval_ms=day, gate=0.03)  # due, gate not reached
+    book.add({"A": "31", "B": "69"}, weights, trigger="calendar", interval_ms=day, next_check_ms=2 * day)  # not due
+    book.add({"A": "20", "B": "80"}, weights, threshold=0.05)  # triggered
+    for commit in (False, True):
+        batch = book.tick(PRICES, day // 2, commit=commit)
+        assert list(batch.status) == [Status.REBALANCE, Status.REBALANCE, Status.IDLE, Status.IDLE, Status.IDLE, Status.REBALANCE]
+        assert sorted(set(batch.portfolio.tolist())) == [0, 1, 5]
+        sides = {int(p): set() for p in batch.portfolio}
+        for p, side in zip(batch.portfolio, batch.sides()):
+            sides[int(p)].add(str(side))
+        assert sides == {0: {"sell", "buy"}, 1: {"sell", "buy"}, 5: {"sell", "buy"}}
+    assert [book.portfolio(i)["next_check_ms"] for i in (1, 3, 4)] == [day, day, 2 * day]
+    assert [book.portfolio(i)["locked"] for i in range(6)] == [True, True, False, False, False, True]
+
+
 def test_paused_and_removed_portfolios_are_not_looked_at() -> None:
     book = Book.from_columns([0, 2, 4], [0, 1, 0, 1], ["40", "60", "40", "60"], [0.3, 0.7, 0.3, 0.7], [0, 0],
                              unit_markets("A", "B"), threshold=0.05)  # fmt: skip

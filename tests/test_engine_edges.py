@@ -291,6 +291,19 @@ def test_full_fills_follow_portfolios_the_book_moved_after_the_tick() -> None:
     assert results[0] == results[1]
 
 
+def test_full_fills_of_the_last_batch_refuse_it_once_one_order_was_rejected() -> None:
+    """The Engine knows its last batch without comparing it with the order
+    table; a reject in between still makes its full fills refused whole."""
+    engine, pid = make_active()
+    batch = engine.on_tick(T0 + HOUR, BTC_UP)
+    assert len(batch) >= 2
+    engine.on_rejects([Reject(batch.client_order_id[-1].decode())])
+    before = everything(engine)
+    with pytest.raises(rebal.FillError):
+        engine.on_full_fills(batch)
+    assert_same(before, everything(engine))
+
+
 def test_full_fills_refuse_a_batch_that_is_not_the_last() -> None:
     engine, pid = make_active()
     old = engine.on_tick(T0 + HOUR, BTC_UP)

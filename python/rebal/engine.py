@@ -109,9 +109,9 @@ class Engine:
         self.config_removals: set[int] = set()
         """Ids removed since a store last saved."""
         self._last_orders: tuple[OrderBatch, _Rounds] | None = None
-        """The last tick's batch and its rounds, checked against the order
-        table when recorded; forgotten at the next tick and when the Book
-        compacts (its slots move)."""
+        """The last tick's batch and its rounds: its orders are the last rows
+        appended to the order table. Forgotten at the next tick and when the
+        Book compacts (its slots move)."""
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -622,8 +622,8 @@ fn in_cooldown(last_rebalance_ms: i64, cooldown_ms: i64, now_ms: i64) -> bool {
     last_rebalance_ms != NEVER && now_ms < last_rebalance_ms.saturating_add(cooldown_ms)
 }
 
-/// Nothing to plan and no calendar to move: most portfolios, which the
-/// callers of [`act`] skip before borrowing their state.
+/// Nothing to plan and no calendar to move: most portfolios, which
+/// [`acting`] leaves out, so [`act`] never sees them.
 fn idle(book: &BookRef<'_>, i: usize, action: u8) -> bool {
     (action == ACTION_NONE) & (book.trigger[i] != TRIGGER_CALENDAR)
 }

@@ -53,8 +53,8 @@ pub fn add_log_returns(log_returns: &mut [f64], growth: &mut [f64], sum_sq: &mut
 
 /// Raises each `max_drawdown` to 1 − `drawdown_factor` (the exp of the log
 /// drawdown: the value over its peak).
-pub fn deepen(max_drawdown: &mut [f64], drawdown_factor: &[f64]) -> Result<()> {
-    same_length("drawdown", drawdown_factor.len(), max_drawdown.len())?;
+pub fn deepen_drawdowns(max_drawdown: &mut [f64], drawdown_factor: &[f64]) -> Result<()> {
+    same_length("drawdown_factor", drawdown_factor.len(), max_drawdown.len())?;
     for (deepest, &factor) in max_drawdown.iter_mut().zip(drawdown_factor) {
         *deepest = maximum(*deepest, 1.0 - factor);
     }
@@ -101,7 +101,7 @@ mod tests {
         assert_eq!((growth.clone(), sum_sq.clone(), peak.clone()), (vec![0.25, 0.0], vec![0.0625, 0.35], vec![0.25, 0.7]));
         assert_eq!(r, [0.0, -0.7], "growth − peak");
         let mut deepest = vec![0.1, 0.1, f64::NAN];
-        deepen(&mut deepest, &[1.0, 0.5, 0.5]).expect("deepen");
+        deepen_drawdowns(&mut deepest, &[1.0, 0.5, 0.5]).expect("deepen");
         assert_eq!(deepest[..2], [0.1, 0.5]);
         assert!(deepest[2].is_nan(), "a NaN stays, as np.maximum keeps it");
         assert_eq!(maximum(1.0, f64::NAN).to_bits(), f64::NAN.to_bits());

@@ -37,12 +37,13 @@ class Stream:
         if not self.started:
             self.first, self.last, self.started = values.copy(), values.copy(), True
             return
-        if inflow is not None:
-            inflow = np.ascontiguousarray(inflow, dtype=np.float64)
+        if inflow is not None:  # one per series, or one for all
+            inflow = np.ascontiguousarray(np.broadcast_to(np.asarray(inflow, dtype=np.float64), values.shape))
         # A sweep adds thousands of series a tick: the arithmetic between numpy's
         # log and exp is one pass each in Rust, with the floats numpy's gave.
         r = _rebal.return_factors(values, self.last, inflow)  # 1 where unpriced; last = values
-        np.log(r, out=r)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a factor that underflowed to 0: log −inf, as before
+            np.log(r, out=r)
         self.count += 1
         _rebal.add_log_returns(r, self.growth, self.sum_sq, self.peak)  # r is now growth − peak
         np.exp(r, out=r)

@@ -302,7 +302,13 @@ fn values_are_cash_plus_holdings() {
     assert!(v[0].is_nan());
     assert_eq!(v[1], 11.0); // a zero holding counts nothing, whatever its price
     assert_eq!(values(&owned.book(), &[5.0, 1.0]).expect("prices"), vec![23.0, 11.0]);
-    assert_eq!(values(&owned.book(), &[5.0]).expect_err("short").field, "prices");
+    let short = values(&owned.book(), &[5.0]).expect_err("short");
+    assert_eq!(short.field, "prices");
+    assert!(short.to_string().contains("asset index 1"), "{short}");
+    // A zero holding of an asset with no price at all is refused too.
+    let mut zero = Owned::default();
+    zero.add(&[(0, "2", 0.5), (1, "0", 0.5)], "1", f64::NAN);
+    assert!(values(&zero.book(), &[5.0]).expect_err("no price").to_string().contains("asset index 1"));
 }
 
 #[test]

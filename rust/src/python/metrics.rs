@@ -59,6 +59,6 @@ pub fn add_log_returns<'py>(
 pub fn deepen_drawdowns<'py>(py: Python<'py>, max_drawdown: &Bound<'py, PyArray1<f64>>, drawdown_factor: PyReadonlyArray1<'py, f64>) -> PyResult<()> {
     let mut deepest = max_drawdown.try_readwrite().map_err(|_| not_writable(py, "max_drawdown"))?;
     let deepest = deepest.as_slice_mut().map_err(|_| not_writable(py, "max_drawdown"))?;
-    let factor = slice(py, &drawdown_factor, "drawdown")?;
-    py.detach(|| guarded(|| crate::metrics::deepen(deepest, factor)))?.or_raise(py)
+    let factor = slice(py, &drawdown_factor, "drawdown_factor")?;
+    py.detach(|| guarded(|| crate::metrics::deepen_drawdowns(deepest, factor)))?.or_raise(py)
 }
