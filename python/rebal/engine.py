@@ -351,7 +351,7 @@ class Engine:
         columnar fill of a simulated venue or a paper account, with no Python
         object per fill. Exact and all or nothing, like `on_fills`."""
         n = len(batch)
-        rows, slots, portfolios = self._batch_rows(batch)
+        rows, slots, rounds = self._batch_rows(batch)
         price = np.ascontiguousarray(batch.price if prices is None else prices, dtype=np.float64)
         if fee_rates is None:
             taker = np.array([m.taker_fee for m in self.markets] or [0.0])
@@ -360,7 +360,7 @@ class Engine:
             fee = np.broadcast_to(np.asarray(fee_rates, dtype=np.float64), (n,))
         if price.shape != (n,) or fee.shape != (n,):
             raise ConfigError(f"prices: one per order ({n}), got {price.shape}", field="prices", value=price.shape)
-        apply_full_fills(self, rows, slots, portfolios, price, np.ascontiguousarray(fee), self._event_time(now_ms))
+        apply_full_fills(self, rows, slots, rounds, price, np.ascontiguousarray(fee), self._event_time(now_ms))
 
     def on_rejects(self, rejects: Sequence[Reject], now_ms: int | None = None) -> None:
         """Orders refused or cancelled by the venue (what they filled before
@@ -459,22 +459,19 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
 
-    def _batch_rows(self, batch: OrderBatch) -> tuple[slice, npt.NDArray[np.int64], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    def _batch_rows(self, batch: OrderBatch) -> tuple[slice, npt.NDArray[np.int64], _Rounds]:
         """The order-table rows of a batch's orders: the last ones appended (a
         slice, so the fills read the table's columns as views); the slots of
-        their portfolios now; and those portfolios, once each, with how many
-        orders each has."""
+        their portfolios now; and their rounds by those slots (`_rounds`)."""
         t, n = self.orders, len(batch)
         rows = slice(len(t) - n, len(t))
         if self._last_orders is not None and self._last_orders[0] is batch:
             # The last tick's own batch: its rows are the last appended and its slots the Book's.
-            slots, counts, _ = self._last_orders[1]
-            return rows, batch.portfolio, (slots, counts)
+            return rows, batch.portfolio, self._last_orders[1]
         if n and (len(t) < n or not (np.array_equal(t["portfolio_id"][rows], batch.portfolio_id) and np.array_equal(t["epoch"][rows], batch.epoch) and np.array_equal(t["leg"][rows], batch.leg))):
             raise ConfigError("batch: not this Engine's last batch of orders", field="batch", value=n)
         slots = self.book.slots(batch.portfolio_id)  # by id: the Book may have compacted since the tick
-        distinct, counts = np.unique(slots, return_counts=True)
-        return rows, slots, (distinct, counts)
+        return rows, slots, _rounds(slots)
 
     def _keep_slots(self, keep: npt.NDArray[np.int64]) -> None:
         self.state.keep(keep)

@@ -21,7 +21,7 @@ from rebal.exceptions import FillError
 from rebal.orders import Fill, OrderStatus, Purpose, Reject
 
 if TYPE_CHECKING:
-    from rebal.engine import Engine
+    from rebal.engine import Engine, _Rounds
 
 __all__ = ["apply_fills", "apply_full_fills", "apply_rejects"]
 
@@ -38,7 +38,7 @@ def apply_full_fills(
     engine: Engine,
     rows: slice,
     slots: npt.NDArray[np.int64],
-    portfolios: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    rounds: _Rounds,
     prices: npt.NDArray[np.float64],
     fee_rates: npt.NDArray[np.float64],
     now_ms: int,
@@ -49,8 +49,8 @@ def apply_full_fills(
     float copies of the cash and amounts); the bookkeeping around it is
     numpy. Nothing per fill runs in Python. `rows` is a range of the order
     table (a batch's orders are appended together); `slots` are the orders'
-    portfolios' slots; `portfolios` those slots once each, with how many
-    orders each has."""
+    portfolios' slots; `rounds` those slots once each, with how many orders
+    each has (`engine._rounds`)."""
     first, stop, _ = rows.indices(len(engine.orders))
     if stop <= first:
         return
@@ -77,7 +77,7 @@ def apply_full_fills(
             _add_by_slot(s["hold_cash"], slots[bought], -(cost[bought] + fee[bought]))
     t["filled"][rows] = amount_words
     t.close_many(rows, OrderStatus.FILLED)
-    distinct, counts = portfolios
+    distinct, counts, _ = rounds
     s["round_filled"][distinct] = True
     s["round_open"][distinct] -= counts.astype(np.int32)
     engine.fill_count += stop - first
