@@ -388,11 +388,13 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
 
     // 5. Exact decimals where floats are in doubt: never below zero cash,
     //    and no affordable lot left unbought.
-    let mut cash_after = cash + proceeds - buy_cost(rows);
+    let cost = buy_cost(rows);
+    let mut cash_after = cash + proceeds - cost;
     let doubt = FLOAT_DOUBT * value;
+    // Cash can go below zero only by buying: sells and the cash held are ≥ 0.
     // (Only assets the exact top-up would buy count: for the others the
     // settle could change nothing.)
-    let in_doubt = cash_after < doubt
+    let in_doubt = (cost > 0.0 && cash_after < doubt)
         || rows.iter().any(|r| {
             r.tradable
                 && r.sell == 0
