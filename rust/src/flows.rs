@@ -358,20 +358,25 @@ pub fn values(book: &BookRef<'_>, prices: &[f64]) -> Result<Vec<f64>> {
     let unpriced: Vec<Option<i32>> = run_tasks(tasks, inline, || (), |_, (c, chunk)| {
         // (The columns in locals: LLVM reloads a struct's fields after every store.)
         let BookRef { cash_float, start, stop, amount_float, asset, .. } = *book;
-        let mut unpriced = None;
-        for (k, value) in chunk.iter_mut().enumerate() {
-            let i = c * size + k;
-            let mut v = cash_float[i];
-            for r in start[i] as usize..stop[i] as usize {
-                let price = usize::try_from(asset[r]).ok().and_then(|a| prices.get(a));
-                unpriced = unpriced.or(price.is_none().then_some(asset[r]));
-                let amount = amount_float[r];
+        let span = c * size..c * size + chunk.len();
+        let (cash, start, stop) = (&cash_float[span.clone()], &start[span.clone()], &stop[span]);
+        // An asset with no price is noted without a branch (it reads the last
+        // price, or NaN if there is none) and looked up after the loop: an
+        // error is rare, and the loop stays one chain of adds per portfolio.
+        let table: &[f64] = if prices.is_empty() { &[f64::NAN] } else { prices };
+        let mut unpriced = false;
+        for (((value, &cash), &start), &stop) in chunk.iter_mut().zip(cash).zip(start).zip(stop) {
+            let rows = start as usize..stop as usize;
+            *value = amount_float[rows.clone()].iter().zip(&asset[rows]).fold(cash, |v, (&amount, &a)| {
+                let a = a as u32 as usize; // a negative index becomes one past any table
+                unpriced |= a >= prices.len();
+                let price = table[a.min(table.len() - 1)];
                 // A zero holding adds nothing (not even its NaN price), chosen without a branch.
-                v = select_unpredictable(amount != 0.0, v + amount * price.copied().unwrap_or(f64::NAN), v);
-            }
-            *value = v;
+                select_unpredictable(amount != 0.0, v + amount * price, v)
+            });
         }
-        unpriced
+        let held = || start.iter().zip(stop).flat_map(|(&s, &e)| asset[s as usize..e as usize].iter().copied());
+        unpriced.then(|| held().find(|&a| usize::try_from(a).map_or(true, |a| a >= prices.len()))).flatten()
     });
     if let Some(asset) = unpriced.into_iter().flatten().next() {
         return Err(CoreError::price("prices", prices.len(), format!("a price for every held asset (asset index {asset})")));

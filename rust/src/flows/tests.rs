@@ -309,6 +309,9 @@ fn values_are_cash_plus_holdings() {
     let mut zero = Owned::default();
     zero.add(&[(0, "2", 0.5), (1, "0", 0.5)], "1", f64::NAN);
     assert!(values(&zero.book(), &[5.0]).expect_err("no price").to_string().contains("asset index 1"));
+    // No prices at all: the first holding met is named.
+    assert!(values(&zero.book(), &[]).expect_err("no prices").to_string().contains("asset index 0"));
+    assert_eq!(values(&Owned::default().book(), &[]).expect("nothing held"), Vec::<f64>::new());
 }
 
 #[test]
