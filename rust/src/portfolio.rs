@@ -7,7 +7,7 @@
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::Market;
-use crate::trigger::{Band, BandKind, BAND_TOLERANCE};
+use crate::trigger::{Band, Edge};
 
 /// Tolerance on "weights sum to 1": far below any weight a user can set.
 pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-9;
@@ -123,17 +123,13 @@ impl Drift {
     /// exactly the portfolios the planner would.
     #[inline]
     pub fn measure(held: impl Iterator<Item = (f64, f64)>, value: f64, band: Option<Band>) -> Drift {
-        // The band's kind is matched once per portfolio, not per holding; an
-        // absolute band's edge is the same for every holding (and computed
-        // as `Band::exceeded_by` does, so the result is the same to the bit).
-        match band {
-            None => Drift::measure_by(held, value, |_, _| false),
-            Some(Band { width, kind: BandKind::Absolute }) => {
-                let edge = width - BAND_TOLERANCE;
-                Drift::measure_by(held, value, move |d, _| d >= edge)
-            }
-            Some(band) => Drift::measure_by(held, value, move |d, target| band.exceeded_by(d, target)),
-        }
+        Drift::measure_to(held, value, Edge::of(band))
+    }
+
+    /// [`Drift::measure`] against a band's [`Edge`]: one loop for every kind of band.
+    #[inline]
+    pub fn measure_to(held: impl Iterator<Item = (f64, f64)>, value: f64, edge: Edge) -> Drift {
+        Drift::measure_by(held, value, move |d, target| edge.exceeded_by(d, target))
     }
 
     /// [`Drift::measure`] with `breached(d, target)` telling whether a

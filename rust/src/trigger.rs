@@ -4,6 +4,8 @@
 //! ≥ 35 % or ≤ 25 %; Binance / BigONE / Bitget). `relative`: θ as a fraction
 //! of the target (20 % target, θ = 15 % → fires at ≥ 23 %; Shrimpy / bt).
 
+use std::hint::select_unpredictable;
+
 use crate::error::{CoreError, Result};
 
 /// Weights are floats; a deviation this close to the band counts as on it,
@@ -53,6 +55,43 @@ impl Band {
     }
 }
 
+/// A band's edge around target t as `fixed + per_target · t`: (θ, 0) for an
+/// absolute band, (0, θ) for a relative one, (∞, 0) for none. The same bits
+/// as [`Band::exceeded_by`] (x + 0 and 0 + x are x) with no branch on the
+/// kind: in a mixed book a branch on it mispredicts from one portfolio to the next.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Edge {
+    fixed: f64,
+    per_target: f64,
+}
+
+impl Edge {
+    pub fn of(band: Option<Band>) -> Edge {
+        Edge::from_parts(band.map_or(0.0, |b| b.width), band.is_some_and(|b| b.kind == BandKind::Relative), band.is_some())
+    }
+
+    /// The edge of a band `width` wide (`relative` or absolute), or none unless `banded`.
+    #[inline]
+    pub fn from_parts(width: f64, relative: bool, banded: bool) -> Edge {
+        let fixed = select_unpredictable(relative, 0.0, width);
+        Edge {
+            fixed: select_unpredictable(banded, fixed, f64::INFINITY),
+            per_target: select_unpredictable(banded & relative, width, 0.0),
+        }
+    }
+
+    /// No band: nothing is ever outside it.
+    pub fn is_none(self) -> bool {
+        self.fixed == f64::INFINITY
+    }
+
+    /// Whether a deviation `d` from `target` reaches the edge.
+    #[inline]
+    pub fn exceeded_by(self, d: f64, target: f64) -> bool {
+        d >= (self.fixed + self.per_target * target) - BAND_TOLERANCE
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +119,18 @@ mod tests {
         assert!(Band::new_checked(1.0, BandKind::Absolute).is_err());
         assert!(Band::new_checked(f64::NAN, BandKind::Relative).is_err());
         assert!(Band::new_checked(2.0, BandKind::Relative).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_edge_decides_as_its_band_does(width in 1e-6..0.999f64, relative: bool, d in 0.0..1.0f64, target in 0.0..=1.0f64) {
+            let kind = if relative { BandKind::Relative } else { BandKind::Absolute };
+            let band = Band::new_checked(width, kind).expect("valid");
+            proptest::prop_assert_eq!(Edge::of(Some(band)).exceeded_by(d, target), band.exceeded_by(d, target));
+            // On the edge itself too, where a bit either way decides.
+            let on = band.half_width(target) - BAND_TOLERANCE;
+            proptest::prop_assert_eq!(Edge::of(Some(band)).exceeded_by(on, target), band.exceeded_by(on, target));
+            proptest::prop_assert!(!Edge::of(None).exceeded_by(d, target) && Edge::of(None).is_none() && !Edge::of(Some(band)).is_none());
+        }
     }
 }
