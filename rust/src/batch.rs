@@ -4,6 +4,7 @@
 //! chunks planned in parallel; the output is in portfolio order whatever the
 //! thread count, so a tick is deterministic.
 
+use std::hint::select_unpredictable;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -15,7 +16,7 @@ use crate::lots::Amount;
 use crate::market::{Market, Quote};
 use crate::plan::{plan_to, Leg, PlanOutput, Scratch, Side, Skip};
 use crate::portfolio::{asset_name, check_price, Drift, PortfolioRef};
-use crate::trigger::Band;
+use crate::trigger::Edge;
 
 /// What the tick did with a portfolio (the `status` column).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -587,9 +588,15 @@ struct Cells<'a> {
 /// Scans the chunk of portfolios from `first` into `found`; `state` holds
 /// the chunk's rows of the state.
 fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, state: StateRef<'_>, found: &mut Found<'_>) {
-    for k in 0..found.status.len() {
-        let (seen, status) = look(book, first + k, prices, now_ms, &state, k);
-        (found.value[k], found.deviation[k], found.relative[k], found.status[k]) = (seen.value, seen.deviation, seen.relative, status as u8);
+    // Every column cut to the chunk's length: indexing them is checked once
+    // per column, not once per portfolio and column.
+    let n = found.status.len();
+    let book = book.portfolios(first..first + n);
+    let state = StateRef { last_rebalance_ms: &state.last_rebalance_ms[..n], next_check_ms: &state.next_check_ms[..n], locked: &state.locked[..n] };
+    let (value, deviation, relative) = (&mut found.value[..n], &mut found.deviation[..n], &mut found.relative[..n]);
+    for k in 0..n {
+        let (seen, status) = look(&book, k, prices, now_ms, &state, k);
+        (value[k], deviation[k], relative[k], found.status[k]) = (seen.value, seen.deviation, seen.relative, status as u8);
     }
 }
 
@@ -602,24 +609,21 @@ fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &State
     }
     // The scan needs only the band; the whole strategy is decoded for the
     // few portfolios that get planned.
-    let seen = scan_one(book, i, prices, book.band(i));
-    // The state is read only where it decides: most portfolios are neither
-    // calendars nor triggered, and the scan is bound by memory.
-    let due = book.trigger[i] != TRIGGER_CALENDAR || now_ms >= state.next_check_ms[k];
-    let status = if !(due && seen.breached) {
-        Status::Idle
-    } else if state.locked[k] {
-        Status::Locked
-    } else if in_cooldown(state.last_rebalance_ms[k], book.cooldown_ms[i], now_ms) {
-        Status::Cooldown
-    } else {
-        Status::Rebalance
-    };
+    let seen = scan_one(book, i, prices, Edge::of(book.band(i)));
+    // Every condition is worked out, then the status chosen without a
+    // branch: which portfolios fire is data the predictor cannot learn (a
+    // quarter of a sweep's fire each tick), and a mispredict costs more than
+    // reading the state of every portfolio.
+    let due = (book.trigger[i] != TRIGGER_CALENDAR) | (now_ms >= state.next_check_ms[k]);
+    let cooling = in_cooldown(state.last_rebalance_ms[k], book.cooldown_ms[i], now_ms);
+    let free = select_unpredictable(cooling, Status::Cooldown, Status::Rebalance);
+    let fired = select_unpredictable(state.locked[k], Status::Locked, free);
+    let status = select_unpredictable(due & seen.breached, fired, Status::Idle);
     (seen, status)
 }
 
 fn in_cooldown(last_rebalance_ms: i64, cooldown_ms: i64, now_ms: i64) -> bool {
-    last_rebalance_ms != NEVER && now_ms < last_rebalance_ms.saturating_add(cooldown_ms)
+    (last_rebalance_ms != NEVER) & (now_ms < last_rebalance_ms.saturating_add(cooldown_ms))
 }
 
 /// Nothing to plan and no calendar to move: most portfolios, which
@@ -714,7 +718,7 @@ struct Scan {
 }
 
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
-fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>) -> Scan {
+fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], edge: Edge) -> Scan {
     let rows = book.rows(i);
     let targets = &book.target[rows.clone()];
     // Each holding is valued twice, for the total and then for its weight:
@@ -722,7 +726,7 @@ fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>) ->
     let held = book.amount_float[rows.clone()].iter().zip(&book.asset[rows]).map(|(&amount, &asset)| amount * prices[asset as usize]);
     let cash = book.cash_float[i];
     let value = held.clone().fold(cash, |value, held| value + held);
-    let mut scan = Scan { value, deviation: 0.0, relative: 0.0, breached: band.is_none() };
+    let mut scan = Scan { value, deviation: 0.0, relative: 0.0, breached: edge.is_none() };
     // Finite and > 0, said in two comparisons (`is_finite` compiles to more).
     if !(value > 0.0 && value < f64::INFINITY) {
         scan.value = if value.is_finite() { value } else { 0.0 };
@@ -731,8 +735,8 @@ fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], band: Option<Band>) ->
     }
     let cash_target = book.cash_target[i];
     let cash_row = (cash_target > 0.0).then_some((cash, cash_target));
-    let drift = Drift::measure(held.zip(targets.iter().copied()).chain(cash_row), value, band);
-    (scan.deviation, scan.relative, scan.breached) = (drift.deviation, drift.relative, band.is_none() || drift.breached);
+    let drift = Drift::measure_to(held.zip(targets.iter().copied()).chain(cash_row), value, edge);
+    (scan.deviation, scan.relative, scan.breached) = (drift.deviation, drift.relative, edge.is_none() | drift.breached);
     scan
 }
 

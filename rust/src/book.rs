@@ -113,13 +113,38 @@ pub struct Strategy {
     pub params: PlanParams,
 }
 
-impl BookRef<'_> {
+impl<'a> BookRef<'a> {
     pub fn len(&self) -> usize {
         self.id.len()
     }
     pub fn is_empty(&self) -> bool {
         self.id.is_empty()
     }
+    /// Portfolios `span` alone (their holdings stay where they are: `start`
+    /// and `stop` still index the whole holdings columns). A loop over a
+    /// chunk indexes columns of the chunk's length, checked once each.
+    pub fn portfolios(&self, span: std::ops::Range<usize>) -> BookRef<'a> {
+        let (p, words) = (span.clone(), 2 * span.start..2 * span.end);
+        BookRef {
+            id: &self.id[p.clone()],
+            start: &self.start[p.clone()],
+            stop: &self.stop[p.clone()],
+            cash: &self.cash[words],
+            cash_float: &self.cash_float[p.clone()],
+            cash_target: &self.cash_target[p.clone()],
+            active: &self.active[p.clone()],
+            trigger: &self.trigger[p.clone()],
+            threshold_kind: &self.threshold_kind[p.clone()],
+            threshold: &self.threshold[p.clone()],
+            interval_ms: &self.interval_ms[p.clone()],
+            cooldown_ms: &self.cooldown_ms[p.clone()],
+            destination: &self.destination[p.clone()],
+            inner_k: &self.inner_k[p.clone()],
+            fee_rate: &self.fee_rate[p],
+            ..*self
+        }
+    }
+
     pub fn rows(&self, i: usize) -> std::ops::Range<usize> {
         self.start[i] as usize..self.stop[i] as usize
     }
