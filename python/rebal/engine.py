@@ -20,6 +20,7 @@ or take idempotent updates (peaks, armed trailing take-profits).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -112,6 +113,11 @@ class Engine:
         """The last tick's batch and its rounds: its orders are the last rows
         appended to the order table. Forgotten at the next tick and when the
         Book compacts (its slots move)."""
+        self._exits_on: bool | None = None
+        """Whether any portfolio has an exit level a value can reach (see
+        `_exit_levels`); None: not known, worked out at the next tick."""
+        self._dca_earliest: int | float | None = None
+        """The earliest time an auto-invest cycle may run (see `_auto_invest_from`); None: not known."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,6 +138,7 @@ class Engine:
         rows = self._state_rows(list(configs), now_ms)  # everything that can fail, before the Book changes
         new = self._add_to_book(configs, ids, now_ms)
         self.state.append(rows, len(configs))  # slot for slot beside the Book
+        self._policies_changed()
         self.configs.update(zip(new.tolist(), configs))
         self.config_changes.update(new.tolist())
         self._events.add(EventKind.CREATED, new, now_ms)
@@ -238,6 +245,7 @@ class Engine:
                     value=str(amount),
                 )
         one = self._state_rows([config], now_ms)  # everything that can fail, before the Book changes
+        self._policies_changed()
         settings = _book_settings(config, now_ms)
         if config.trigger == old.trigger:
             settings.pop("next_check_ms", None)  # the calendar keeps its phase
@@ -297,19 +305,24 @@ class Engine:
         active = status != Status.INACTIVE.value
         exits.track_drawdown(s, value, active)
 
-        # Take-profit / stop-loss; an exit instead of a rebalance.
-        reason = exits.check(s, value, active & free)
-        hits = np.flatnonzero(reason)
-        status[hits] = Status.IDLE
-        for code, kind in exits.EVENTS.items() if len(hits) else ():
-            hit = hits[reason[hits] == code]
-            self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
-            self._start_exit(hit, Reason(code), now_ms)
+        # Take-profit / stop-loss; an exit instead of a rebalance. Skipped
+        # while no portfolio has a level to reach (it would find none).
+        hits = _NO_SLOTS
+        if self._exit_levels():
+            reason = exits.check(s, value, active & free)
+            hits = np.flatnonzero(reason)
+            status[hits] = Status.IDLE
+            for code, kind in exits.EVENTS.items() if len(hits) else ():
+                hit = hits[reason[hits] == code]
+                self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
+                self._start_exit(hit, Reason(code), now_ms)
 
-        # Auto-invest: a rebalance first, new money at the next tick.
-        ready = auto_invest.ready(s, now_ms)
-        ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
-        self._auto_invest(ready, value, now_ms)
+        # Auto-invest: a rebalance first, new money at the next tick. Skipped
+        # before the earliest cycle may run (no portfolio would be ready).
+        if now_ms >= self._auto_invest_from():
+            ready = auto_invest.ready(s, now_ms)
+            ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
+            self._auto_invest(ready, value, now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
         if len(hits):  # exits started above
@@ -453,6 +466,7 @@ class Engine:
         engine.book._unused_rows = meta["unused_rows"]
         engine.book.next_id = meta["next_id"]
         engine.prices = arrays.get("prices")
+        engine._policies_changed()
         live = set(engine.book.ids[engine.book.column("alive")].tolist())
         engine.configs = {pid: c for pid, c in configs.items() if pid in live}
         return engine
@@ -473,8 +487,34 @@ class Engine:
         slots = self.book.slots(batch.portfolio_id)  # by id: the Book may have compacted since the tick
         return rows, slots, _rounds(slots)
 
+    def _policies_changed(self) -> None:
+        """The policies' columns changed (levels, auto-invest states or
+        times, slots): what the tick skips by is worked out again."""
+        self._exits_on = None
+        self._dca_earliest = None
+
+    def _exit_levels(self) -> bool:
+        """Whether any portfolio has an exit level a value can reach: a
+        take-profit or arming level above, a stop-loss below (NaN: none), or
+        an armed trailing take-profit. Without, `exits.check` finds nothing
+        and changes nothing."""
+        if self._exits_on is None:
+            s = self.state
+            self._exits_on = bool(not np.isnan(s["up_value"]).all() or not np.isnan(s["sl_value"]).all() or s["trail_armed"].any())
+        return self._exits_on
+
+    def _auto_invest_from(self) -> int | float:
+        """The earliest `dca_next_ms` of the portfolios with auto-invest on
+        (+inf: none): before it, `auto_invest.ready` finds no portfolio."""
+        if self._dca_earliest is None:
+            s = self.state
+            on = s["dca_state"] == DCA_ON
+            self._dca_earliest = int(s["dca_next_ms"][on].min()) if on.any() else math.inf
+        return self._dca_earliest
+
     def _keep_slots(self, keep: npt.NDArray[np.int64]) -> None:
         self.state.keep(keep)
+        self._policies_changed()
         self._last_orders = None  # its slots are no longer the Book's
 
     def _event_time(self, now_ms: int | None) -> int:
@@ -565,6 +605,7 @@ class Engine:
         exits.set_levels(s, slots)
         exits.rescale_peak(s, slots, net_before)
         auto_invest.set_level(s, slots)
+        self._policies_changed()
 
     def _auto_invest(self, ready: npt.NDArray[np.int64], value: npt.NDArray[np.float64], now_ms: int) -> None:
         """Due cycles draw new money from the spot accounts; the plan buys with it."""
@@ -578,6 +619,7 @@ class Engine:
         granted = self._withdraw(go, amounts)  # the call that can fail: nothing has changed yet
         # The next run is set whatever happened, so a refused cycle is not retried every tick.
         s["dca_next_ms"][due] = auto_invest.next_ready(s, due, now_ms)
+        self._policies_changed()  # the states below, and the money in
         pids = self.book.ids
         for mask, state, kind, why in (
             (over_max, DCA_STOPPED, EventKind.AUTO_INVEST_STOPPED, Reason.MAX_INVESTMENT),
@@ -609,6 +651,7 @@ class Engine:
         s["exit_reason"][slots] = why
         s["pending_invest"][slots] = False
         s["dca_state"][slots] = np.where(s["dca_state"][slots] == DCA_OFF, DCA_OFF, DCA_STOPPED)
+        self._policies_changed()
         self.book.pause_slots(slots, True)
         self._events.add(EventKind.TERMINATING, self.book.ids[slots], now_ms, reason=why)
         nothing = (s["net_invested_float"][slots] == 0) & (self.book.column("cash_float")[slots] == 0)
@@ -773,6 +816,9 @@ def _book_settings(c: cfg.StrategyConfig, now_ms: int) -> dict[str, Any]:
         settings.update(trigger="calendar", interval_ms=interval, next_check_ms=now_ms + interval, gate=None if t.gate is None else t.gate / 100)
     return settings
 
+
+_NO_SLOTS = np.zeros(0, np.int64)
+_NO_SLOTS.flags.writeable = False
 
 _Rounds = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 

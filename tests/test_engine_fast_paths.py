@@ -1,0 +1,102 @@
+"""The tick's fast paths: steps it skips while nothing is configured that
+they could act on (exit levels, auto-invest cycles). Each must run again as
+soon as something is: configured later by `modify`, by new portfolios, or
+by money coming in. And a whole simulation (every product setting, rejects,
+exits, auto-invest, a store) must come out the same with the fast paths off."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rebal import Engine, Stage
+from rebal.config import AutoInvest, ScheduleMode, TrailingTakeProfit
+from rebal.sim import simulate
+
+from .test_engine import HOUR, P0, T0, FakeFunds, config, fill_all, kinds, make_active
+
+D = Decimal
+
+
+def _no_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step runs at every tick, as before the fast paths."""
+    monkeypatch.setattr(Engine, "_exit_levels", lambda self: True)
+    monkeypatch.setattr(Engine, "_auto_invest_from", lambda self: -math.inf)
+
+
+def test_a_take_profit_set_by_modify_fires_after_ticks_without_any() -> None:
+    engine, pid = make_active()
+    for k in range(1, 4):
+        assert not len(engine.on_tick(T0 + k * HOUR, P0))
+    assert not engine._exit_levels()
+    engine.modify(pid, config(take_profit=10), T0 + 4 * HOUR)
+    engine.events()
+    batch = engine.on_tick(T0 + 5 * HOUR, P0 * 1.2)  # +20 %
+    assert "take_profit" in kinds(engine.events())
+    assert engine.stage(pid) == Stage.TERMINATING
+    assert set(batch.purpose.tolist()) == {2}  # the exit's sells
+
+
+def test_a_stop_loss_of_a_portfolio_created_later_fires() -> None:
+    engine, first = make_active()
+    engine.on_tick(T0 + HOUR, P0)
+    assert not engine._exit_levels()
+    second = engine.create(config(stop_loss=10), T0 + HOUR)
+    engine.fund(second, T0 + HOUR)
+    fill_all(engine, engine.on_tick(T0 + 2 * HOUR, P0))
+    engine.events()
+    engine.on_tick(T0 + 3 * HOUR, P0 * 0.8)  # −20 %
+    events = engine.events().records()
+    assert [(e.kind, e.portfolio_id) for e in events if e.kind == "stop_loss"] == [("stop_loss", second)]
+    assert engine.stage(first) == Stage.ACTIVE
+
+
+def test_a_trailing_take_profit_armed_then_removed_stops_the_checks() -> None:
+    engine, pid = make_active(trailing_take_profit=TrailingTakeProfit(arm=10, drop=5))
+    assert engine._exit_levels()
+    engine.on_tick(T0 + HOUR, P0 * 1.15)  # arms
+    assert engine.state["trail_armed"][engine.book.slot(pid)]
+    engine.modify(pid, config(), T0 + 2 * HOUR)
+    assert not engine._exit_levels()
+
+
+def test_auto_invest_set_by_modify_runs_after_ticks_without_any() -> None:
+    funds = FakeFunds({0: D("5000")})
+    engine, pid = make_active(funds=funds)
+    for k in range(1, 3):
+        engine.on_tick(T0 + k * HOUR, P0)
+    assert engine._auto_invest_from() == math.inf
+    hourly = AutoInvest(amount=D("100"), mode=ScheduleMode(every="1h"))
+    engine.modify(pid, config(auto_invest=hourly), T0 + 2 * HOUR)
+    assert engine._auto_invest_from() == T0 + 3 * HOUR
+    engine.events()
+    engine.on_tick(T0 + 3 * HOUR - 1, P0)
+    assert "auto_invest_executed" not in kinds(engine.events())
+    engine.on_tick(T0 + 3 * HOUR, P0)
+    assert "auto_invest_executed" in kinds(engine.events())
+    assert funds.calls[-1] == ([pid], [1], ["100"])
+    assert engine._auto_invest_from() == T0 + 4 * HOUR  # the next cycle
+
+
+def test_terminating_stops_the_auto_invest_checks() -> None:
+    funds = FakeFunds({0: D("5000")})
+    engine, pid = make_active(funds=funds, auto_invest=AutoInvest(amount=D("100"), mode=ScheduleMode(every="1h")))
+    assert engine._auto_invest_from() == T0 + HOUR
+    engine.terminate(pid, T0 + 1)
+    assert engine._auto_invest_from() == math.inf
+
+
+def test_the_simulation_is_the_same_with_the_fast_paths_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = simulate(30, 120, 11, tmp_path / "fast.db")
+    _no_fast_paths(monkeypatch)
+    slow = simulate(30, 120, 11, tmp_path / "slow.db")
+    assert fast["digest"] == slow["digest"]
+    assert fast["event_kinds"] == slow["event_kinds"]
+    kinds_seen: dict[str, Any] = fast["event_kinds"]
+    for kind in ("take_profit", "auto_invest_executed", "terminated", "order_rejected"):
+        assert kinds_seen.get(kind, 0) > 0, kind
