@@ -18,7 +18,7 @@ from rebal import Engine, Stage
 from rebal.config import AutoInvest, ScheduleMode, TrailingTakeProfit
 from rebal.sim import simulate
 
-from .test_engine import HOUR, P0, T0, FakeFunds, config, fill_all, kinds, make_active
+from .test_engine import HOUR, P0, T0, FakeFunds, config, fill_all, kinds, make_active, usdt_markets as P0_MARKETS
 
 D = Decimal
 
@@ -100,3 +100,52 @@ def test_the_simulation_is_the_same_with_the_fast_paths_off(tmp_path: Path, monk
     kinds_seen: dict[str, Any] = fast["event_kinds"]
     for kind in ("take_profit", "auto_invest_executed", "terminated", "order_rejected"):
         assert kinds_seen.get(kind, 0) > 0, kind
+
+
+def _scenario(engine: Engine) -> list[Any]:
+    """Portfolios with exits, auto-invest and none, ticked along a path with
+    fills, a reject and a termination; returns each tick's batch."""
+    hourly = AutoInvest(amount=D("100"), mode=ScheduleMode(every="1h"))
+    ids = engine.create_many(
+        [config(), config(take_profit=10, stop_loss=10), config(auto_invest=hourly), config(trailing_take_profit=TrailingTakeProfit(arm=5, drop=3))],
+        T0,
+    )
+    engine.fund(ids, T0)
+    batches = []
+    path = [1.0, 1.02, 1.08, 1.15, 1.06, 0.95, 0.85, 1.0, 1.1]
+    for k, move in enumerate(path):
+        batch = engine.on_tick(T0 + k * HOUR, P0 * np.array([move, 1.0, 1 / move]))
+        batches.append(batch)
+        if k == 2:
+            engine.terminate(ids[:1], T0 + k * HOUR + 1)
+        if len(batch) and k == 4:
+            from rebal import Reject
+
+            cids = batch.client_order_id
+            engine.on_rejects([Reject(cids[0].decode())])
+            fill_all(engine, batch, rows=range(1, len(batch)))
+        elif len(batch):
+            fill_all(engine, batch)
+    return batches
+
+
+def test_an_engine_without_events_changes_nothing_else() -> None:
+    from .test_engine import everything
+
+    with_events, without = Engine(P0_MARKETS()), Engine(P0_MARKETS(), events=False)
+    for engine in (with_events, without):
+        engine.funds = FakeFunds({i: D("5000") for i in range(4)})
+    a, b = _scenario(with_events), _scenario(without)
+    for x, y in zip(a, b):
+        assert x.client_order_id.tolist() == y.client_order_id.tolist()
+        assert x.amounts().tolist() == y.amounts().tolist()
+        assert x.purpose.tolist() == y.purpose.tolist()
+    kinds_seen = kinds(with_events.events())
+    for kind in ("rebalance_started", "rebalance_done", "order_rejected", "auto_invest_executed", "terminated"):
+        assert kind in kinds_seen, kind
+    assert without.pending_events() == 0 and len(without.events()) == 0
+    one, other = everything(with_events), everything(without)
+    one.pop("pending_events"), other.pop("pending_events")
+    for part in ("book", "holdings", "orders", "state"):
+        for name in one[part]:
+            np.testing.assert_array_equal(one[part][name], other[part][name], err_msg=f"{part}.{name}")

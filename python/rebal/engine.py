@@ -85,10 +85,18 @@ class Engine:
     first_id: where this Engine's portfolio ids start (they are never
         reused). Engines that share a venue or a spot ledger need disjoint
         ids, since client order ids and transfers are keyed by them.
+    events: False keeps no events at all, for a host that reads none (a
+        backtest): `events()` is always empty and a tick skips making them.
     """
 
     def __init__(
-        self, markets: Sequence[Market], *, limits: cfg.Limits | None = None, funds: Funds | None = None, first_id: int = 0
+        self,
+        markets: Sequence[Market],
+        *,
+        limits: cfg.Limits | None = None,
+        funds: Funds | None = None,
+        first_id: int = 0,
+        events: bool = True,
     ) -> None:
         self.book = Book(markets, on_compact=self._keep_slots)
         self.book.next_id = first_id
@@ -101,7 +109,7 @@ class Engine:
         self.state = Table(state_columns(self._width))
         self.orders = OrderTable()
         self.configs: dict[int, cfg.StrategyConfig] = {}
-        self._events = EventLog([m.base for m in self.markets], self.quote)
+        self._events = EventLog([m.base for m in self.markets], self.quote, recording=events)
         self.fill_count = 0
         self.now_ms: int | None = None
         self.prices: npt.NDArray[np.float64] | None = None
@@ -662,8 +670,9 @@ class Engine:
         finish (the rest is returned in kind); funding whose money buys
         nothing (all below the market minimums) is active anyway."""
         slots, counts, first = rounds
-        rebalancing = batch.purpose[first] == Purpose.REBALANCE.value
-        self._events.add(EventKind.REBALANCE_STARTED, self.book.ids[slots[rebalancing]], now_ms, value=counts[rebalancing])
+        if self._events.recording:  # a backtest keeps none: not even their arguments are made
+            rebalancing = batch.purpose[first] == Purpose.REBALANCE.value
+            self._events.add(EventKind.REBALANCE_STARTED, self.book.ids[slots[rebalancing]], now_ms, value=counts[rebalancing])
         finished = np.setdiff1d(selling, slots, assume_unique=True) if len(selling) else selling
         if len(finished):
             # What stays behind is returned in kind: say why (a suspended market, or dust).
@@ -768,7 +777,8 @@ class Engine:
         done = rebalance & filled
         rebalanced = slots if done.all() else slots[done]
         s["rebalances"][rebalanced] += 1
-        self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
+        if self._events.recording:
+            self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
         again = rebalance & (short | ~filled)
         if again.any():
             book._portfolios["last_rebalance_ms"][slots[again]] = NEVER
