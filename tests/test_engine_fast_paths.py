@@ -27,6 +27,7 @@ def _no_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every step runs at every tick, as before the fast paths."""
     monkeypatch.setattr(Engine, "_exit_levels", lambda self: True)
     monkeypatch.setattr(Engine, "_auto_invest_from", lambda self: -math.inf)
+    monkeypatch.setattr(Engine, "_money_moves", lambda self: True)
 
 
 def test_a_take_profit_set_by_modify_fires_after_ticks_without_any() -> None:
@@ -149,3 +150,23 @@ def test_an_engine_without_events_changes_nothing_else() -> None:
     for part in ("book", "holdings", "orders", "state"):
         for name in one[part]:
             np.testing.assert_array_equal(one[part][name], other[part][name], err_msg=f"{part}.{name}")
+
+
+def test_a_rejected_funding_order_is_bought_again_after_ticks_without_new_money() -> None:
+    from rebal import Reject
+
+    engine, first = make_active()
+    engine.on_tick(T0 + HOUR, P0)
+    assert not engine._money_moves()
+    second = engine.create(config(), T0 + HOUR)
+    engine.fund(second, T0 + HOUR)
+    assert engine._money_moves()
+    batch = engine.on_tick(T0 + 2 * HOUR, P0)
+    assert len(batch) == 3 and set(batch.purpose.tolist()) == {1}
+    assert not engine._money_moves()  # the money is in orders now
+    engine.on_rejects([Reject(batch.client_order_id[0].decode())])
+    fill_all(engine, batch, rows=[1, 2])
+    assert engine._money_moves()  # the round fell short: its money waits again
+    again = engine.on_tick(T0 + 3 * HOUR, P0)
+    assert again.portfolio_id.tolist() == [second] and again.purpose.tolist() == [1]
+    assert again.asset.tolist() == [int(batch.asset[0])]

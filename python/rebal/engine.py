@@ -126,6 +126,8 @@ class Engine:
         `_exit_levels`); None: not known, worked out at the next tick."""
         self._dca_earliest: int | float | None = None
         """The earliest time an auto-invest cycle may run (see `_auto_invest_from`); None: not known."""
+        self._moves: bool | None = None
+        """Whether money moves besides rebalances (see `_money_moves`); None: not known."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,6 +174,7 @@ class Engine:
         self._add_money(funded, amount_words[granted])
         s["stage"][funded] = Stage.FUNDING
         s["pending_invest"][funded] = True
+        self._policies_changed()
         self._events.add(EventKind.FUNDED, pids[granted], now_ms, asset=QUOTE_ASSET, amount=amount_words[granted])
         if not granted.all():
             refused = pids[~granted].tolist()
@@ -304,10 +307,12 @@ class Engine:
         # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
         free = ~book.column("locked")
-        ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
-        waiting = np.flatnonzero(s["pending_invest"] & free)
-        if len(waiting) or len(ending):  # most ticks have neither
-            _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
+        ending = _NO_SLOTS
+        if self._money_moves():  # most ticks have no exit and no new money
+            ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
+            waiting = np.flatnonzero(s["pending_invest"] & free)
+            if len(waiting) or len(ending):
+                _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
         self.now_ms, self.prices = now_ms, prices
         value, status = scan.value, scan.status
         active = status != Status.INACTIVE.value
@@ -335,15 +340,20 @@ class Engine:
         # Who sells out and who buys with new money; returns in kind finish now.
         if len(hits):  # exits started above
             ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
-        self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
-        refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
-        self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
-        selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
-        investing = np.flatnonzero(s["pending_invest"] & free)
-        investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
+        selling = investing = _NO_SLOTS
+        if len(ending):
+            self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
+            refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
+            self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
+            selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
+        if self._money_moves():  # asked again: auto-invest may have brought new money
+            investing = np.flatnonzero(s["pending_invest"] & free)
+            investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
 
         batch = book.plan(scan, invest=investing, exit=selling)
-        s["pending_invest"][investing] = False
+        if len(investing):
+            s["pending_invest"][investing] = False
+            self._policies_changed()
         rounds = _rounds(batch.portfolio)
         self._after_plan(batch, rounds, selling, investing, now_ms)
         self._record_orders(batch, rounds, now_ms)
@@ -497,9 +507,20 @@ class Engine:
 
     def _policies_changed(self) -> None:
         """The policies' columns changed (levels, auto-invest states or
-        times, slots): what the tick skips by is worked out again."""
+        times, stages, new money waiting, slots): what the tick skips by is
+        worked out again."""
         self._exits_on = None
         self._dca_earliest = None
+        self._moves = None
+
+    def _money_moves(self) -> bool:
+        """Whether any portfolio is terminating or has new money waiting to
+        be bought with. Without, a tick has nothing to sell out, finish or
+        invest (`ending`, `selling`, `investing` are empty)."""
+        if self._moves is None:
+            s = self.state
+            self._moves = bool(s["pending_invest"].any() or (s["stage"] == Stage.TERMINATING.value).any())
+        return self._moves
 
     def _exit_levels(self) -> bool:
         """Whether any portfolio has an exit level a value can reach: a
@@ -645,6 +666,7 @@ class Engine:
         s["dca_cycles"][go] += 1
         s["dca_last_ms"][go] = now_ms
         s["pending_invest"][go] = True
+        self._policies_changed()
         self._events.add(EventKind.AUTO_INVEST_EXECUTED, pids[go], now_ms, asset=QUOTE_ASSET, amount=amounts)
         # Reaching the cap pauses auto-invest from the next cycle on.
         at_cap = go[s["net_invested_float"][go] >= s["dca_cap"][go] - auto_invest.TOLERANCE]
@@ -722,6 +744,7 @@ class Engine:
         book.set_exact(slots, np.zeros((len(slots), 2), np.int64), rows, np.zeros((len(rows), 2), np.int64))
         s["stage"][slots] = Stage.TERMINATED
         s["pending_invest"][slots] = False
+        self._policies_changed()
         self._events.add(EventKind.TERMINATED, pids, now_ms, value=s["final_value"][slots], reason=s["exit_reason"][slots])
 
     def _activate(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
@@ -729,6 +752,7 @@ class Engine:
             return
         s = self.state
         s["stage"][slots] = Stage.ACTIVE
+        self._policies_changed()
         self.book.pause_slots(slots[~s["user_paused"][slots]], False)
         self._events.add(EventKind.ACTIVE, self.book.ids[slots], now_ms)
 
@@ -788,6 +812,7 @@ class Engine:
         invest = purpose == Purpose.INVEST.value
         live = (s["stage"][slots] == Stage.FUNDING.value) | (s["stage"][slots] == Stage.ACTIVE.value)
         s["pending_invest"][slots[invest & short & live]] = True
+        self._policies_changed()
         self._activate(slots[invest & ~short & (s["stage"][slots] == Stage.FUNDING.value)], now_ms)
 
     def _values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
