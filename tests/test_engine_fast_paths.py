@@ -170,3 +170,56 @@ def test_a_rejected_funding_order_is_bought_again_after_ticks_without_new_money(
     again = engine.on_tick(T0 + 3 * HOUR, P0)
     assert again.portfolio_id.tolist() == [second] and again.purpose.tolist() == [1]
     assert again.asset.tolist() == [int(batch.asset[0])]
+
+
+def _full_fill_case(rng: np.random.Generator, slots_n: int, fills: int) -> dict[str, Any]:
+    slots = rng.integers(0, slots_n, fills).astype(np.int64)  # not contiguous, repeated
+    legs = rng.integers(0, 3, fills)
+    amount = np.zeros((fills, 2), np.int64)
+    amount[:, 0] = rng.integers(1, 10**15, fills)
+    held = np.zeros((3 * slots_n, 2), np.int64)
+    held[:, 0] = 10**17
+    cash = np.zeros((slots_n, 2), np.int64)
+    cash[:, 0] = 10**18
+    return {
+        "cash": cash, "holdings": held,
+        "cash_float": np.zeros(slots_n), "amount_float": np.zeros(3 * slots_n),
+        "slots": slots, "rows": 3 * slots + legs, "buy": rng.random(fills) < 0.5, "amount": amount,
+        "price": rng.uniform(0.5, 2.0, fills), "fee_rate": rng.uniform(0, 0.002, fills),
+    }  # fmt: skip
+
+
+def test_full_fills_add_fees_and_turnover_by_slot_as_bincount_does() -> None:
+    from rebal import _rebal
+
+    rng = np.random.default_rng(5)
+    for purposes, in_order in (([0], False), ([0, 1, 2], False), ([0], True), ([0, 1, 2], True)):
+        case = _full_fill_case(rng, 50, 400)
+        if in_order:  # each slot's fills together, as in a batch (a pass of its own in Rust)
+            order = np.argsort(case["slots"], kind="stable")
+            case.update(slots=case["slots"][order], rows=case["rows"][order])
+        purpose = rng.choice(np.array(purposes, np.uint8), 400)
+        start_fees, start_turnover = rng.uniform(0, 100, 50), rng.uniform(0, 100, 50)
+        start_fees[:3] = -0.0  # a -0.0 that no fill touches becomes +0.0, as with numpy's add
+        fees_paid, turnover = start_fees.copy(), start_turnover.copy()
+        cost, fee = _rebal.fill_in_full(**case, fees_paid=fees_paid, turnover=turnover, purpose=purpose)
+        chosen = purpose == 0
+        want_fees = start_fees + np.bincount(case["slots"], weights=fee, minlength=50)
+        want_turnover = start_turnover + np.bincount(case["slots"][chosen], weights=cost[chosen], minlength=50)
+        assert fees_paid.tobytes() == want_fees.tobytes()
+        assert turnover.tobytes() == want_turnover.tobytes()
+
+
+def test_full_fills_with_a_wrong_total_column_change_nothing() -> None:
+    from rebal import ConfigError, _rebal
+
+    case = _full_fill_case(np.random.default_rng(6), 10, 30)
+    before = {k: v.copy() for k, v in case.items()}
+    with pytest.raises(ConfigError, match="turnover"):
+        _rebal.fill_in_full(**case, fees_paid=np.zeros(10), turnover=np.zeros(9))
+    with pytest.raises(ConfigError, match="fees_paid"):
+        frozen = np.zeros(10)
+        frozen.flags.writeable = False
+        _rebal.fill_in_full(**case, fees_paid=frozen)
+    for k, v in case.items():
+        assert v.tobytes() == before[k].tobytes(), k
