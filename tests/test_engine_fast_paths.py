@@ -223,3 +223,34 @@ def test_full_fills_with_a_wrong_total_column_change_nothing() -> None:
         _rebal.fill_in_full(**case, fees_paid=frozen)
     for k, v in case.items():
         assert v.tobytes() == before[k].tobytes(), k
+
+
+def test_the_book_s_cached_views_follow_every_change_of_its_tables() -> None:
+    engine, first = make_active()
+    book = engine.book
+
+    def fresh() -> dict[str, Any]:
+        return {**{k: a[: book._portfolios.length] for k, a in book._portfolios._arrays.items()}, **{k: a[: book._holdings.length] for k, a in book._holdings._arrays.items()}}
+
+    def same() -> None:
+        cached, want = book._columns(), fresh()
+        assert cached.keys() == want.keys()
+        for k in want:
+            assert cached[k].shape == want[k].shape and np.shares_memory(cached[k], want[k]) or not want[k].size, k
+        assert engine.state["stage"].shape == (engine.state.length,)
+
+    same()
+    assert book._columns() is book._columns()  # made once
+    ids = engine.create_many([config() for _ in range(40)], T0)  # the tables grow
+    same()
+    engine.fund(ids, T0)
+    fill_all(engine, engine.on_tick(T0 + HOUR, P0))
+    book.update(first, targets={"BTC": 0.5, "ETH": 0.5})  # new rows for one portfolio
+    same()
+    engine.terminate(ids, T0 + 2 * HOUR)
+    fill_all(engine, engine.on_tick(T0 + 2 * HOUR, P0))
+    engine.on_tick(T0 + 3 * HOUR, P0)
+    engine.remove(ids)  # compacts: the slots move
+    same()
+    batch = engine.on_tick(T0 + 4 * HOUR, P0 * np.array([1.5, 1.0, 1.0]))
+    assert batch.portfolio_id.tolist() and set(batch.portfolio_id.tolist()) == {first}
