@@ -350,7 +350,7 @@ class Engine:
             investing = np.flatnonzero(s["pending_invest"] & free)
             investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
 
-        batch = book.plan(scan, invest=investing, exit=selling)
+        batch = book.plan(scan, invest=investing if len(investing) else None, exit=selling if len(selling) else None)
         if len(investing):
             s["pending_invest"][investing] = False
             self._policies_changed()
@@ -862,14 +862,17 @@ def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
     """The portfolios of a batch's orders (each starts a round), how many
     orders each has and where its first one is (a portfolio's orders are
     contiguous in a batch)."""
-    if not len(portfolio):
+    n = len(portfolio)
+    if not n:
         return portfolio, portfolio, portfolio
-    changes = np.flatnonzero(portfolio[1:] != portfolio[:-1])
-    bounds = np.empty(len(changes) + 2, np.int64)  # where each portfolio's orders start, and the end
-    bounds[0], bounds[-1] = 0, len(portfolio)
-    np.add(changes, 1, out=bounds[1:-1])
-    first = bounds[:-1]
-    return portfolio[first], np.diff(bounds), first
+    starts = np.empty(n, bool)  # where a portfolio's orders start
+    starts[0] = True
+    np.not_equal(portfolio[1:], portfolio[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)
+    bounds = np.empty(len(first) + 1, np.int64)  # ... and the end
+    bounds[:-1] = first
+    bounds[-1] = n
+    return portfolio[first], bounds[1:] - first, first
 
 
 def _rows_of(start: npt.NDArray[np.int64], stop: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
