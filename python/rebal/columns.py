@@ -25,7 +25,7 @@ class Table:
 
     def __init__(self, dtypes: Mapping[str, tuple[Any, tuple[int, ...]]]) -> None:
         self._dtypes = dict(dtypes)
-        self._arrays = {name: np.zeros((0, *shape), dtype) for name, (dtype, shape) in self._dtypes.items()}
+        self._arrays = {name: _empty(dtype, shape) for name, (dtype, shape) in self._dtypes.items()}
         self.length = 0
         self._views: dict[str, np.ndarray] | None = None  # the live views, made once per change
         self.version = 0
@@ -97,6 +97,19 @@ class Table:
             grown[: self.length] = array[: self.length]
             self._arrays[name] = grown
         self._changed()
+
+
+_EMPTY: dict[tuple[Any, tuple[int, ...]], np.ndarray] = {}
+
+
+def _empty(dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A column with no rows, shared by every empty Table (no row can be
+    written to it: rows come with new arrays, see `append`)."""
+    key = (dtype, shape)
+    array = _EMPTY.get(key)
+    if array is None:
+        array = _EMPTY[key] = np.zeros((0, *shape), dtype)
+    return array
 
 
 def words(values: Any, field: str) -> npt.NDArray[np.int64]:

@@ -388,7 +388,8 @@ class Engine:
             taker = np.array([m.taker_fee for m in self.markets] or [0.0])
             fee = taker[batch.asset]
         else:
-            fee = np.broadcast_to(np.asarray(fee_rates, dtype=np.float64), (n,))
+            fee = np.asarray(fee_rates, dtype=np.float64)
+            fee = np.full(n, fee) if fee.ndim == 0 else np.broadcast_to(fee, (n,))  # one for all: no broadcast view to copy
         if price.shape != (n,) or fee.shape != (n,):
             raise ConfigError(f"prices: one per order ({n}), got {price.shape}", field="prices", value=price.shape)
         apply_full_fills(self, rows, slots, rounds, price, np.ascontiguousarray(fee), self._event_time(now_ms))
@@ -790,7 +791,7 @@ class Engine:
         cancelled) is re-planned at the next tick: no cooldown after a
         rebalance, and new money not yet spent is bought with again."""
         s, book = self.state, self.book
-        over = (s["round_open"][slots] == 0) & book.column("locked")[slots]
+        over = (s["round_open"][slots] == 0) & book._portfolios["locked"][slots]
         if not over.all():  # after full fills every round is over: no copy then
             slots = slots[over]
         if not len(slots):
