@@ -703,6 +703,8 @@ class Engine:
             inactive = (skipped.purpose == Purpose.EXIT.value) & (batch.skip_reason == SKIP_REASONS.index("market_inactive"))
             inactive_rows = self.book.column("start")[skipped.portfolio[inactive]] + skipped.leg[inactive]
             self._finish(finished, now_ms, inactive_rows=inactive_rows)
+        if not len(investing):  # most ticks
+            return
         s = self.state
         funding = investing[s["stage"][investing] == Stage.FUNDING.value]
         if len(funding):
