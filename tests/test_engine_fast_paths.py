@@ -254,3 +254,32 @@ def test_the_book_s_cached_views_follow_every_change_of_its_tables() -> None:
     same()
     batch = engine.on_tick(T0 + 4 * HOUR, P0 * np.array([1.5, 1.0, 1.0]))
     assert batch.portfolio_id.tolist() and set(batch.portfolio_id.tolist()) == {first}
+
+
+def test_full_fills_settle_as_without_their_hints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """apply_full_fills tells _settle what it just wrote (round_open, all
+    filled); a run that settles without the hints ends the same."""
+    from .test_engine import everything
+
+    def run(engine: Engine) -> dict[str, Any]:
+        hourly = AutoInvest(amount=D("100"), mode=ScheduleMode(every="1h"))
+        ids = engine.create_many([config(), config(take_profit=10), config(auto_invest=hourly), config(stop_loss=5)], T0)
+        engine.fund(ids, T0)
+        for k, move in enumerate([1.0, 1.03, 1.12, 0.9, 0.8, 1.05, 1.2]):
+            batch = engine.on_tick(T0 + k * HOUR, P0 * np.array([move, 1.0, 1 / move]))
+            if len(batch):
+                engine.on_full_fills(batch, fee_rates=0.001)
+        return everything(engine)
+
+    def funds() -> FakeFunds:
+        return FakeFunds({i: D("5000") for i in range(4)})
+
+    hinted = run(Engine(P0_MARKETS(), funds=funds()))
+    settle = Engine._settle
+    monkeypatch.setattr(Engine, "_settle", lambda self, slots, now_ms, **hints: settle(self, slots, now_ms))
+    plain = run(Engine(P0_MARKETS(), funds=funds()))
+    assert int(hinted["state"]["rebalances"].sum()) > 0 and (hinted["state"]["stage"] == 4).any()
+    for part in ("book", "holdings", "orders", "state"):
+        for name in hinted[part]:
+            np.testing.assert_array_equal(hinted[part][name], plain[part][name], err_msg=f"{part}.{name}")
+    assert hinted["pending_events"] == plain["pending_events"]

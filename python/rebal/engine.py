@@ -787,26 +787,34 @@ class Engine:
             }
         )
 
-    def _settle(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
+    def _settle(
+        self, slots: npt.NDArray[np.int64], now_ms: int, *, open_left: npt.NDArray[np.int32] | None = None, all_filled: bool = False
+    ) -> None:
         """Portfolios among `slots` (distinct) whose round of orders is over:
         unlocked, with their events. A round cut short (an order rejected or
         cancelled) is re-planned at the next tick: no cooldown after a
-        rebalance, and new money not yet spent is bought with again."""
+        rebalance, and new money not yet spent is bought with again.
+        Full fills say what they just wrote: `open_left`, the slots'
+        `round_open`, and `all_filled` (every `round_filled` is True)."""
         s, book = self.state, self.book
-        over = (s["round_open"][slots] == 0) & book._portfolios["locked"][slots]
+        left = s["round_open"][slots] if open_left is None else open_left
+        over = (left == 0) & book._portfolios["locked"][slots]
         if not over.all():  # after full fills every round is over: no copy then
             slots = slots[over]
         if not len(slots):
             return
         book.lock_slots(slots, False)
-        purpose, filled, short = s["round_purpose"][slots], s["round_filled"][slots], s["round_short"][slots]
+        purpose, short = s["round_purpose"][slots], s["round_short"][slots]
         rebalance = purpose == Purpose.REBALANCE.value
-        done = rebalance & filled
+        if all_filled:
+            done, again = rebalance, rebalance & short
+        else:
+            filled = s["round_filled"][slots]
+            done, again = rebalance & filled, rebalance & (short | ~filled)
         rebalanced = slots if done.all() else slots[done]
         s["rebalances"][rebalanced] += 1
         if self._events.recording:
             self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
-        again = rebalance & (short | ~filled)
         if again.any():
             book._portfolios["last_rebalance_ms"][slots[again]] = NEVER
         if rebalance.all():

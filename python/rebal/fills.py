@@ -79,9 +79,11 @@ def apply_full_fills(
     t.close_many(rows, OrderStatus.FILLED)
     distinct, counts, _ = rounds
     s["round_filled"][distinct] = True
-    s["round_open"][distinct] -= counts.astype(np.int32)
+    left = s["round_open"][distinct]
+    left -= counts.astype(np.int32)
+    s["round_open"][distinct] = left
     engine.fill_count += stop - first
-    engine._settle(distinct, now_ms)
+    engine._settle(distinct, now_ms, open_left=left, all_filled=True)
 
 
 def _add_by_slot(column: npt.NDArray[np.float64], slots: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
