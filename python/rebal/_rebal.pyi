@@ -170,10 +170,16 @@ def fill_in_full(
     amount: NDArray[np.int64],
     price: NDArray[np.float64],
     fee_rate: NDArray[np.float64],
+    fees_paid: NDArray[np.float64] | None = None,
+    turnover: NDArray[np.float64] | None = None,
+    purpose: NDArray[np.uint8] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Orders filled in full, exactly: writes the new cash (by slot) and holdings (by row) in place,
     all or nothing, with their float copies, and returns each fill's cost and fee as floats
-    (the exact amounts as `amount_floats` gives them)."""
+    (the exact amounts as `amount_floats` gives them). With `fees_paid` / `turnover` (by slot,
+    checked before anything is written) the fees / the costs (of the fills whose `purpose` is 0,
+    a rebalance, when it is given) are added to them by slot, as
+    `column += np.bincount(slots, weights=values, minlength=len(column))` would."""
 
 def values(columns: Mapping[str, NDArray[Any]], prices: NDArray[np.float64]) -> NDArray[np.float64]:
     """Value of every portfolio by slot (active or not): cash + sum of

@@ -100,6 +100,7 @@ class Book:
         self._holdings = Table(HOLDING_COLUMNS)
         self._unused_rows = 0
         self._index: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None
+        self._merged: tuple[int, int, dict[str, np.ndarray]] | None = None  # see `_columns`
         self.next_id = 0
         """The id the next portfolio gets by default: above every id ever
         added, so an id is never reused (client order ids are keyed by it)."""
@@ -408,7 +409,7 @@ class Book:
         with the free cash of the slots in `invest` (never selling), and sells
         every holding of the slots in `exit`, all in one parallel pass. The
         orders carry their `purpose`; commits as `tick` does."""
-        action = (scan.status == Status.REBALANCE.value).astype(np.uint8)
+        action = (scan.status == Status.REBALANCE.value).view(np.uint8)  # a fresh bool array: its bytes are 0 and 1
         for slots, code in ((invest, ACTION_INVEST), (exit, ACTION_EXIT)):
             if slots is not None:
                 action[_int_column(slots, np.int64, "slots")] = code
@@ -417,7 +418,13 @@ class Book:
         return OrderBatch(result, self._markets)
 
     def _columns(self) -> dict[str, np.ndarray]:
-        return {**self._portfolios.views(), **self._holdings.views()}
+        """Every column's live view, for the Rust calls (made again only once
+        a table changed length or storage; not to be changed by the caller)."""
+        p, h = self._portfolios, self._holdings
+        merged = self._merged
+        if merged is None or merged[0] != p.version or merged[1] != h.version:
+            merged = self._merged = (p.version, h.version, {**p.views(), **h.views()})
+        return merged[2]
 
     # ------------------------------------------------------------------ reading
 

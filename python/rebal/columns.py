@@ -25,8 +25,15 @@ class Table:
 
     def __init__(self, dtypes: Mapping[str, tuple[Any, tuple[int, ...]]]) -> None:
         self._dtypes = dict(dtypes)
-        self._arrays = {name: np.zeros((0, *shape), dtype) for name, (dtype, shape) in self._dtypes.items()}
+        self._arrays = {name: _empty(dtype, shape) for name, (dtype, shape) in self._dtypes.items()}
         self.length = 0
+        self._views: dict[str, np.ndarray] | None = None  # the live views, made once per change
+        self.version = 0
+        """Counts the changes of length or storage (views made before one are stale)."""
+
+    def _changed(self) -> None:
+        self._views = None
+        self.version += 1
 
     @property
     def capacity(self) -> int:
@@ -34,11 +41,16 @@ class Table:
 
     def __getitem__(self, name: str) -> np.ndarray:
         """The live part of a column (a writable view: for the Book's own use)."""
-        return self._arrays[name][: self.length]
+        views = self._views if self._views is not None else self._make_views()
+        return views[name]
 
     def views(self) -> dict[str, np.ndarray]:
         """The live rows of every column (views: for the owner's use and for saving)."""
-        return {name: array[: self.length] for name, array in self._arrays.items()}
+        return dict(self._views if self._views is not None else self._make_views())
+
+    def _make_views(self) -> dict[str, np.ndarray]:
+        self._views = {name: array[: self.length] for name, array in self._arrays.items()}
+        return self._views
 
     def append(self, values: Mapping[str, npt.ArrayLike], count: int, *, share: frozenset[str] = frozenset()) -> None:
         """Appends `count` rows; every column must be given. Into an empty
@@ -55,12 +67,14 @@ class Table:
                 else:
                     adopted[name] = np.array(np.broadcast_to(np.asarray(value, dtype), (count, *shape)))
             self._arrays, self.length = adopted, count
+            self._changed()
             return
         if self.length + count > self.capacity:
             self._grow(max(self.length + count, 2 * self.capacity, 16))
         for name, array in self._arrays.items():
             array[self.length : self.length + count] = values[name]
         self.length += count
+        self._changed()
 
     def load(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Replaces the contents with saved columns (every column, one length)."""
@@ -69,17 +83,33 @@ class Table:
             raise KeyError(f"saved columns lack {sorted(missing)}")
         self._arrays = {name: np.array(arrays[name], dtype=dtype) for name, (dtype, _) in self._dtypes.items()}
         self.length = len(next(iter(self._arrays.values())))
+        self._changed()
 
     def keep(self, index: npt.NDArray[np.int64]) -> None:
         """Keeps only the rows at `index`, in that order (compaction)."""
         self._arrays = {name: np.ascontiguousarray(array[: self.length][index]) for name, array in self._arrays.items()}
         self.length = len(index)
+        self._changed()
 
     def _grow(self, capacity: int) -> None:
         for name, array in self._arrays.items():
             grown = np.zeros((capacity, *array.shape[1:]), array.dtype)
             grown[: self.length] = array[: self.length]
             self._arrays[name] = grown
+        self._changed()
+
+
+_EMPTY: dict[tuple[Any, tuple[int, ...]], np.ndarray] = {}
+
+
+def _empty(dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A column with no rows, shared by every empty Table (no row can be
+    written to it: rows come with new arrays, see `append`)."""
+    key = (dtype, shape)
+    array = _EMPTY.get(key)
+    if array is None:
+        array = _EMPTY[key] = np.zeros((0, *shape), dtype)
+    return array
 
 
 def words(values: Any, field: str) -> npt.NDArray[np.int64]:

@@ -20,6 +20,7 @@ or take idempotent updates (peaks, armed trailing take-profits).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -84,10 +85,18 @@ class Engine:
     first_id: where this Engine's portfolio ids start (they are never
         reused). Engines that share a venue or a spot ledger need disjoint
         ids, since client order ids and transfers are keyed by them.
+    events: False keeps no events at all, for a host that reads none (a
+        backtest): `events()` is always empty and a tick skips making them.
     """
 
     def __init__(
-        self, markets: Sequence[Market], *, limits: cfg.Limits | None = None, funds: Funds | None = None, first_id: int = 0
+        self,
+        markets: Sequence[Market],
+        *,
+        limits: cfg.Limits | None = None,
+        funds: Funds | None = None,
+        first_id: int = 0,
+        events: bool = True,
     ) -> None:
         self.book = Book(markets, on_compact=self._keep_slots)
         self.book.next_id = first_id
@@ -100,7 +109,7 @@ class Engine:
         self.state = Table(state_columns(self._width))
         self.orders = OrderTable()
         self.configs: dict[int, cfg.StrategyConfig] = {}
-        self._events = EventLog([m.base for m in self.markets], self.quote)
+        self._events = EventLog([m.base for m in self.markets], self.quote, recording=events)
         self.fill_count = 0
         self.now_ms: int | None = None
         self.prices: npt.NDArray[np.float64] | None = None
@@ -112,6 +121,13 @@ class Engine:
         """The last tick's batch and its rounds: its orders are the last rows
         appended to the order table. Forgotten at the next tick and when the
         Book compacts (its slots move)."""
+        self._exits_on: bool | None = None
+        """Whether any portfolio has an exit level a value can reach (see
+        `_exit_levels`); None: not known, worked out at the next tick."""
+        self._dca_earliest: int | float | None = None
+        """The earliest time an auto-invest cycle may run (see `_auto_invest_from`); None: not known."""
+        self._moves: bool | None = None
+        """Whether money moves besides rebalances (see `_money_moves`); None: not known."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,6 +148,7 @@ class Engine:
         rows = self._state_rows(list(configs), now_ms)  # everything that can fail, before the Book changes
         new = self._add_to_book(configs, ids, now_ms)
         self.state.append(rows, len(configs))  # slot for slot beside the Book
+        self._policies_changed()
         self.configs.update(zip(new.tolist(), configs))
         self.config_changes.update(new.tolist())
         self._events.add(EventKind.CREATED, new, now_ms)
@@ -157,6 +174,7 @@ class Engine:
         self._add_money(funded, amount_words[granted])
         s["stage"][funded] = Stage.FUNDING
         s["pending_invest"][funded] = True
+        self._policies_changed()
         self._events.add(EventKind.FUNDED, pids[granted], now_ms, asset=QUOTE_ASSET, amount=amount_words[granted])
         if not granted.all():
             refused = pids[~granted].tolist()
@@ -238,6 +256,7 @@ class Engine:
                     value=str(amount),
                 )
         one = self._state_rows([config], now_ms)  # everything that can fail, before the Book changes
+        self._policies_changed()
         settings = _book_settings(config, now_ms)
         if config.trigger == old.trigger:
             settings.pop("next_check_ms", None)  # the calendar keeps its phase
@@ -288,41 +307,53 @@ class Engine:
         # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
         free = ~book.column("locked")
-        ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
-        waiting = np.flatnonzero(s["pending_invest"] & free)
-        if len(waiting) or len(ending):  # most ticks have neither
-            _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
+        ending = _NO_SLOTS
+        if self._money_moves():  # most ticks have no exit and no new money
+            ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
+            waiting = np.flatnonzero(s["pending_invest"] & free)
+            if len(waiting) or len(ending):
+                _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
         self.now_ms, self.prices = now_ms, prices
         value, status = scan.value, scan.status
         active = status != Status.INACTIVE.value
         exits.track_drawdown(s, value, active)
 
-        # Take-profit / stop-loss; an exit instead of a rebalance.
-        reason = exits.check(s, value, active & free)
-        hits = np.flatnonzero(reason)
-        status[hits] = Status.IDLE
-        for code, kind in exits.EVENTS.items() if len(hits) else ():
-            hit = hits[reason[hits] == code]
-            self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
-            self._start_exit(hit, Reason(code), now_ms)
+        # Take-profit / stop-loss; an exit instead of a rebalance. Skipped
+        # while no portfolio has a level to reach (it would find none).
+        hits = _NO_SLOTS
+        if self._exit_levels():
+            reason = exits.check(s, value, active & free)
+            hits = np.flatnonzero(reason)
+            status[hits] = Status.IDLE
+            for code, kind in exits.EVENTS.items() if len(hits) else ():
+                hit = hits[reason[hits] == code]
+                self._events.add(kind, book.ids[hit], now_ms, value=exits.profit(value[hit], s["net_invested_float"][hit]))
+                self._start_exit(hit, Reason(code), now_ms)
 
-        # Auto-invest: a rebalance first, new money at the next tick.
-        ready = auto_invest.ready(s, now_ms)
-        ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
-        self._auto_invest(ready, value, now_ms)
+        # Auto-invest: a rebalance first, new money at the next tick. Skipped
+        # before the earliest cycle may run (no portfolio would be ready).
+        if now_ms >= self._auto_invest_from():
+            ready = auto_invest.ready(s, now_ms)
+            ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
+            self._auto_invest(ready, value, now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
         if len(hits):  # exits started above
             ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
-        self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
-        refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
-        self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
-        selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
-        investing = np.flatnonzero(s["pending_invest"] & free)
-        investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
+        selling = investing = _NO_SLOTS
+        if len(ending):
+            self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
+            refused = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] >= EXIT_ATTEMPTS)]
+            self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
+            selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
+        if self._money_moves():  # asked again: auto-invest may have brought new money
+            investing = np.flatnonzero(s["pending_invest"] & free)
+            investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
 
-        batch = book.plan(scan, invest=investing, exit=selling)
-        s["pending_invest"][investing] = False
+        batch = book.plan(scan, invest=investing if len(investing) else None, exit=selling if len(selling) else None)
+        if len(investing):
+            s["pending_invest"][investing] = False
+            self._policies_changed()
         rounds = _rounds(batch.portfolio)
         self._after_plan(batch, rounds, selling, investing, now_ms)
         self._record_orders(batch, rounds, now_ms)
@@ -357,7 +388,8 @@ class Engine:
             taker = np.array([m.taker_fee for m in self.markets] or [0.0])
             fee = taker[batch.asset]
         else:
-            fee = np.broadcast_to(np.asarray(fee_rates, dtype=np.float64), (n,))
+            fee = np.asarray(fee_rates, dtype=np.float64)
+            fee = np.full(n, fee) if fee.ndim == 0 else np.broadcast_to(fee, (n,))  # one for all: no broadcast view to copy
         if price.shape != (n,) or fee.shape != (n,):
             raise ConfigError(f"prices: one per order ({n}), got {price.shape}", field="prices", value=price.shape)
         apply_full_fills(self, rows, slots, rounds, price, np.ascontiguousarray(fee), self._event_time(now_ms))
@@ -453,6 +485,7 @@ class Engine:
         engine.book._unused_rows = meta["unused_rows"]
         engine.book.next_id = meta["next_id"]
         engine.prices = arrays.get("prices")
+        engine._policies_changed()
         live = set(engine.book.ids[engine.book.column("alive")].tolist())
         engine.configs = {pid: c for pid, c in configs.items() if pid in live}
         return engine
@@ -473,8 +506,45 @@ class Engine:
         slots = self.book.slots(batch.portfolio_id)  # by id: the Book may have compacted since the tick
         return rows, slots, _rounds(slots)
 
+    def _policies_changed(self) -> None:
+        """The policies' columns changed (levels, auto-invest states or
+        times, stages, new money waiting, slots): what the tick skips by is
+        worked out again."""
+        self._exits_on = None
+        self._dca_earliest = None
+        self._moves = None
+
+    def _money_moves(self) -> bool:
+        """Whether any portfolio is terminating or has new money waiting to
+        be bought with. Without, a tick has nothing to sell out, finish or
+        invest (`ending`, `selling`, `investing` are empty)."""
+        if self._moves is None:
+            s = self.state
+            self._moves = bool(s["pending_invest"].any() or (s["stage"] == Stage.TERMINATING.value).any())
+        return self._moves
+
+    def _exit_levels(self) -> bool:
+        """Whether any portfolio has an exit level a value can reach: a
+        take-profit or arming level above, a stop-loss below (NaN: none), or
+        an armed trailing take-profit. Without, `exits.check` finds nothing
+        and changes nothing."""
+        if self._exits_on is None:
+            s = self.state
+            self._exits_on = bool(not np.isnan(s["up_value"]).all() or not np.isnan(s["sl_value"]).all() or s["trail_armed"].any())
+        return self._exits_on
+
+    def _auto_invest_from(self) -> int | float:
+        """The earliest `dca_next_ms` of the portfolios with auto-invest on
+        (+inf: none): before it, `auto_invest.ready` finds no portfolio."""
+        if self._dca_earliest is None:
+            s = self.state
+            on = s["dca_state"] == DCA_ON
+            self._dca_earliest = int(s["dca_next_ms"][on].min()) if on.any() else math.inf
+        return self._dca_earliest
+
     def _keep_slots(self, keep: npt.NDArray[np.int64]) -> None:
         self.state.keep(keep)
+        self._policies_changed()
         self._last_orders = None  # its slots are no longer the Book's
 
     def _event_time(self, now_ms: int | None) -> int:
@@ -565,6 +635,7 @@ class Engine:
         exits.set_levels(s, slots)
         exits.rescale_peak(s, slots, net_before)
         auto_invest.set_level(s, slots)
+        self._policies_changed()
 
     def _auto_invest(self, ready: npt.NDArray[np.int64], value: npt.NDArray[np.float64], now_ms: int) -> None:
         """Due cycles draw new money from the spot accounts; the plan buys with it."""
@@ -578,6 +649,7 @@ class Engine:
         granted = self._withdraw(go, amounts)  # the call that can fail: nothing has changed yet
         # The next run is set whatever happened, so a refused cycle is not retried every tick.
         s["dca_next_ms"][due] = auto_invest.next_ready(s, due, now_ms)
+        self._policies_changed()  # the states below, and the money in
         pids = self.book.ids
         for mask, state, kind, why in (
             (over_max, DCA_STOPPED, EventKind.AUTO_INVEST_STOPPED, Reason.MAX_INVESTMENT),
@@ -595,6 +667,7 @@ class Engine:
         s["dca_cycles"][go] += 1
         s["dca_last_ms"][go] = now_ms
         s["pending_invest"][go] = True
+        self._policies_changed()
         self._events.add(EventKind.AUTO_INVEST_EXECUTED, pids[go], now_ms, asset=QUOTE_ASSET, amount=amounts)
         # Reaching the cap pauses auto-invest from the next cycle on.
         at_cap = go[s["net_invested_float"][go] >= s["dca_cap"][go] - auto_invest.TOLERANCE]
@@ -609,6 +682,7 @@ class Engine:
         s["exit_reason"][slots] = why
         s["pending_invest"][slots] = False
         s["dca_state"][slots] = np.where(s["dca_state"][slots] == DCA_OFF, DCA_OFF, DCA_STOPPED)
+        self._policies_changed()
         self.book.pause_slots(slots, True)
         self._events.add(EventKind.TERMINATING, self.book.ids[slots], now_ms, reason=why)
         nothing = (s["net_invested_float"][slots] == 0) & (self.book.column("cash_float")[slots] == 0)
@@ -619,8 +693,9 @@ class Engine:
         finish (the rest is returned in kind); funding whose money buys
         nothing (all below the market minimums) is active anyway."""
         slots, counts, first = rounds
-        rebalancing = batch.purpose[first] == Purpose.REBALANCE.value
-        self._events.add(EventKind.REBALANCE_STARTED, self.book.ids[slots[rebalancing]], now_ms, value=counts[rebalancing])
+        if self._events.recording:  # a backtest keeps none: not even their arguments are made
+            rebalancing = batch.purpose[first] == Purpose.REBALANCE.value
+            self._events.add(EventKind.REBALANCE_STARTED, self.book.ids[slots[rebalancing]], now_ms, value=counts[rebalancing])
         finished = np.setdiff1d(selling, slots, assume_unique=True) if len(selling) else selling
         if len(finished):
             # What stays behind is returned in kind: say why (a suspended market, or dust).
@@ -628,6 +703,8 @@ class Engine:
             inactive = (skipped.purpose == Purpose.EXIT.value) & (batch.skip_reason == SKIP_REASONS.index("market_inactive"))
             inactive_rows = self.book.column("start")[skipped.portfolio[inactive]] + skipped.leg[inactive]
             self._finish(finished, now_ms, inactive_rows=inactive_rows)
+        if not len(investing):  # most ticks
+            return
         s = self.state
         funding = investing[s["stage"][investing] == Stage.FUNDING.value]
         if len(funding):
@@ -670,6 +747,7 @@ class Engine:
         book.set_exact(slots, np.zeros((len(slots), 2), np.int64), rows, np.zeros((len(rows), 2), np.int64))
         s["stage"][slots] = Stage.TERMINATED
         s["pending_invest"][slots] = False
+        self._policies_changed()
         self._events.add(EventKind.TERMINATED, pids, now_ms, value=s["final_value"][slots], reason=s["exit_reason"][slots])
 
     def _activate(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
@@ -677,6 +755,7 @@ class Engine:
             return
         s = self.state
         s["stage"][slots] = Stage.ACTIVE
+        self._policies_changed()
         self.book.pause_slots(slots[~s["user_paused"][slots]], False)
         self._events.add(EventKind.ACTIVE, self.book.ids[slots], now_ms)
 
@@ -708,25 +787,34 @@ class Engine:
             }
         )
 
-    def _settle(self, slots: npt.NDArray[np.int64], now_ms: int) -> None:
+    def _settle(
+        self, slots: npt.NDArray[np.int64], now_ms: int, *, open_left: npt.NDArray[np.int32] | None = None, all_filled: bool = False
+    ) -> None:
         """Portfolios among `slots` (distinct) whose round of orders is over:
         unlocked, with their events. A round cut short (an order rejected or
         cancelled) is re-planned at the next tick: no cooldown after a
-        rebalance, and new money not yet spent is bought with again."""
+        rebalance, and new money not yet spent is bought with again.
+        Full fills say what they just wrote: `open_left`, the slots'
+        `round_open`, and `all_filled` (every `round_filled` is True)."""
         s, book = self.state, self.book
-        over = (s["round_open"][slots] == 0) & book.column("locked")[slots]
+        left = s["round_open"][slots] if open_left is None else open_left
+        over = (left == 0) & book._portfolios["locked"][slots]
         if not over.all():  # after full fills every round is over: no copy then
             slots = slots[over]
         if not len(slots):
             return
         book.lock_slots(slots, False)
-        purpose, filled, short = s["round_purpose"][slots], s["round_filled"][slots], s["round_short"][slots]
+        purpose, short = s["round_purpose"][slots], s["round_short"][slots]
         rebalance = purpose == Purpose.REBALANCE.value
-        done = rebalance & filled
+        if all_filled:
+            done, again = rebalance, rebalance & short
+        else:
+            filled = s["round_filled"][slots]
+            done, again = rebalance & filled, rebalance & (short | ~filled)
         rebalanced = slots if done.all() else slots[done]
         s["rebalances"][rebalanced] += 1
-        self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
-        again = rebalance & (short | ~filled)
+        if self._events.recording:
+            self._events.add(EventKind.REBALANCE_DONE, book.ids[rebalanced], now_ms)
         if again.any():
             book._portfolios["last_rebalance_ms"][slots[again]] = NEVER
         if rebalance.all():
@@ -735,6 +823,7 @@ class Engine:
         invest = purpose == Purpose.INVEST.value
         live = (s["stage"][slots] == Stage.FUNDING.value) | (s["stage"][slots] == Stage.ACTIVE.value)
         s["pending_invest"][slots[invest & short & live]] = True
+        self._policies_changed()
         self._activate(slots[invest & ~short & (s["stage"][slots] == Stage.FUNDING.value)], now_ms)
 
     def _values_of(self, slots: npt.NDArray[np.int64], prices: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -774,6 +863,9 @@ def _book_settings(c: cfg.StrategyConfig, now_ms: int) -> dict[str, Any]:
     return settings
 
 
+_NO_SLOTS = np.zeros(0, np.int64)
+_NO_SLOTS.flags.writeable = False
+
 _Rounds = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
@@ -781,14 +873,17 @@ def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
     """The portfolios of a batch's orders (each starts a round), how many
     orders each has and where its first one is (a portfolio's orders are
     contiguous in a batch)."""
-    if not len(portfolio):
+    n = len(portfolio)
+    if not n:
         return portfolio, portfolio, portfolio
-    changes = np.flatnonzero(portfolio[1:] != portfolio[:-1])
-    bounds = np.empty(len(changes) + 2, np.int64)  # where each portfolio's orders start, and the end
-    bounds[0], bounds[-1] = 0, len(portfolio)
-    np.add(changes, 1, out=bounds[1:-1])
-    first = bounds[:-1]
-    return portfolio[first], np.diff(bounds), first
+    starts = np.empty(n, bool)  # where a portfolio's orders start
+    starts[0] = True
+    np.not_equal(portfolio[1:], portfolio[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)
+    bounds = np.empty(len(first) + 1, np.int64)  # ... and the end
+    bounds[:-1] = first
+    bounds[-1] = n
+    return portfolio[first], bounds[1:] - first, first
 
 
 def _rows_of(start: npt.NDArray[np.int64], stop: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

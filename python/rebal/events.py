@@ -160,11 +160,13 @@ class EventLog:
     """Events appended by the Engine, drained by the host. Kept as the
     chunks they were added in (no copy per add, a value the same for a
     whole chunk kept once); joined when drained. A backtest drops every
-    tick's events unread."""
+    tick's events unread: it keeps none (`recording` False)."""
 
-    def __init__(self, asset_names: list[str], quote: str) -> None:
+    def __init__(self, asset_names: list[str], quote: str, *, recording: bool = True) -> None:
         self._chunks: list[dict[str, np.ndarray]] = []
         self._length = 0
+        self.recording = recording
+        """False: `add` keeps nothing (for a host that reads no events)."""
         self._names = asset_names
         self._quote = quote
 
@@ -182,7 +184,9 @@ class EventLog:
         value: npt.ArrayLike = np.nan,
         reason: npt.ArrayLike = Reason.NONE,
     ) -> None:
-        """Appends one event per portfolio id (arrays broadcast)."""
+        """Appends one event per portfolio id (arrays broadcast); nothing when not `recording`."""
+        if not self.recording:
+            return
         ids = np.atleast_1d(np.asarray(portfolio_id, dtype=np.uint64))
         n = len(ids)
         if n == 0:

@@ -59,29 +59,31 @@ def apply_full_fills(
     if status.any():  # an order filled even in part is no longer OPEN (0)
         k = int(np.argmax(status != OrderStatus.OPEN.value))
         raise FillError(f"fills[{k}]: order row {first + k} is not open and unfilled", field=f"fills[{k}]", value=first + k)
-    holdings = book.column("start")[slots] + t["leg"][rows]  # int64 + uint8: int64
+    p, h = book._portfolios, book._holdings
+    holdings = p["start"][slots] + t["leg"][rows]  # int64 + uint8: int64
     buy = t["side"][rows] == SIDE_BUY
     amount_words = np.ascontiguousarray(t["amount"][rows])
-    p, h = book._portfolios, book._holdings
-    cost, fee = _rebal.fill_in_full(p["cash"], h["amount"], p["cash_float"], h["amount_float"], slots, holdings, buy, amount_words, prices, fee_rates)
-    _add_by_slot(s["fees_paid"], slots, fee)
     purpose = t["purpose"][rows]
-    turnover = purpose == Purpose.REBALANCE.value
-    if turnover.all():  # most ticks: rebalances alone, no copies to pick them out
-        _add_by_slot(s["turnover"], slots, cost)
-    else:
-        _add_by_slot(s["turnover"], slots[turnover], cost[turnover])
+    # Fees and the rebalances' turnover are added up by slot in the same call
+    # (as `_add_by_slot` would: the same floats).
+    cost, fee = _rebal.fill_in_full(
+        p["cash"], h["amount"], p["cash_float"], h["amount_float"], slots, holdings, buy, amount_words, prices, fee_rates,
+        fees_paid=s["fees_paid"], turnover=s["turnover"], purpose=purpose,
+    )  # fmt: skip
+    if purpose.any():  # not rebalances alone: a few ticks of a run
         bought = purpose == Purpose.INVEST.value  # the hold benchmark makes the same buys (one leg per holding)
-        if bought.any():  # new money: a few ticks of a run
+        if bought.any():
             s["hold_amount"][slots[bought], t["leg"][rows][bought]] += _rebal.amount_floats(np.ascontiguousarray(amount_words[bought]))
             _add_by_slot(s["hold_cash"], slots[bought], -(cost[bought] + fee[bought]))
     t["filled"][rows] = amount_words
     t.close_many(rows, OrderStatus.FILLED)
     distinct, counts, _ = rounds
     s["round_filled"][distinct] = True
-    s["round_open"][distinct] -= counts.astype(np.int32)
+    left = s["round_open"][distinct]
+    left -= counts.astype(np.int32)
+    s["round_open"][distinct] = left
     engine.fill_count += stop - first
-    engine._settle(distinct, now_ms)
+    engine._settle(distinct, now_ms, open_left=left, all_filled=True)
 
 
 def _add_by_slot(column: npt.NDArray[np.float64], slots: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:

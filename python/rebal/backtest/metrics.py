@@ -37,7 +37,8 @@ class Stream:
         if not self.started:
             self.first, self.last, self.started = values.copy(), values.copy(), True
             return
-        if inflow is not None:  # one per series, or one for all
+        if inflow is not None and not (isinstance(inflow, np.ndarray) and inflow.dtype == np.float64 and inflow.shape == values.shape and inflow.flags.c_contiguous):
+            # one for all (or not float64, or strided): one per series, contiguous
             inflow = np.ascontiguousarray(np.broadcast_to(np.asarray(inflow, dtype=np.float64), values.shape))
         # A sweep adds thousands of series a tick: the arithmetic between numpy's
         # log and exp is one pass each in Rust, with the floats numpy's gave.

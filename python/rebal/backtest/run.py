@@ -96,7 +96,8 @@ def run(
     planned = [msgspec.structs.replace(c, fee_rate=float(b)) for c, b in zip(configs, budget)]
     widest = max(len(c.assets) for c in configs)
     biggest = max(c.investment for c in configs)
-    engine = Engine(markets, limits=Limits(min_assets=1, max_assets=max(widest, 2), max_investment=max(biggest, Decimal(1)) * 10**6))
+    limits = Limits(min_assets=1, max_assets=max(widest, 2), max_investment=max(biggest, Decimal(1)) * 10**6)
+    engine = Engine(markets, limits=limits, events=False)  # a backtest reads no events: none are made
     ids = engine.create_many(planned, int(data.times_ms[0]))
     engine.fund(ids, int(data.times_ms[0]))
     slots = engine.book.slots(ids)
@@ -129,7 +130,6 @@ def run(
             weights[k] = _weights(engine, slots, prices, value, widest)
             planned_now = batch.portfolio[batch.purpose == Purpose.REBALANCE]
             rebalanced[k] = np.isin(slots, planned_now)
-        engine.discard_events()  # a backtest reads no events: dropped, so they do not pile up
         if progress is not None:
             progress(k + 1, ticks)
 

@@ -107,8 +107,16 @@ pub fn check_prices<'py>(
 /// row) in place, all or nothing, and their float copies (`cash_float`,
 /// `amount_float`: `Amount::to_f64`, as `amount_floats`); returns each
 /// fill's cost and fee as those floats (what the accounting adds up).
+///
+/// With `fees_paid` (by slot, written in place) each slot's fees are added to
+/// it; with `turnover` its costs, those of the fills whose `purpose` is 0 (a
+/// rebalance) when `purpose` is given. Both as numpy's
+/// `column += np.bincount(slots, weights=values, minlength=len(column))`:
+/// each slot's sum from 0 in fill order, then one add per slot, so the
+/// floats are the same.
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (cash, holdings, cash_float, amount_float, slots, rows, buy, amount, price, fee_rate, fees_paid=None, turnover=None, purpose=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn fill_in_full<'py>(
     py: Python<'py>,
     cash: &Bound<'py, PyArray2<i64>>,
@@ -121,8 +129,39 @@ pub fn fill_in_full<'py>(
     amount: PyReadonlyArray2<'py, i64>,
     price: PyReadonlyArray1<'py, f64>,
     fee_rate: PyReadonlyArray1<'py, f64>,
+    fees_paid: Option<&Bound<'py, PyArray1<f64>>>,
+    turnover: Option<&Bound<'py, PyArray1<f64>>>,
+    purpose: Option<PyReadonlyArray1<'py, u8>>,
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
     let bad = |name: &str| to_pyerr(py, CoreError::config(name, "read-only or strided", "must be a writable contiguous (n, 2) array"));
+    // The totals are checked first: a fill never lands without them.
+    let bad_total = |name: &str| to_pyerr(py, CoreError::config(name, "read-only, strided or of another length", "must be a writable contiguous array, one per cash slot"));
+    let slot_count = cash.shape()[0];
+    let mut fees_paid = match fees_paid {
+        Some(column) if column.len() == slot_count => Some(column.try_readwrite().map_err(|_| bad_total("fees_paid"))?),
+        Some(_) => return Err(bad_total("fees_paid")),
+        None => None,
+    };
+    let mut turnover = match turnover {
+        Some(column) if column.len() == slot_count => Some(column.try_readwrite().map_err(|_| bad_total("turnover"))?),
+        Some(_) => return Err(bad_total("turnover")),
+        None => None,
+    };
+    let fees_paid = match fees_paid.as_mut() {
+        Some(column) => Some(column.as_slice_mut().map_err(|_| bad_total("fees_paid"))?),
+        None => None,
+    };
+    let turnover = match turnover.as_mut() {
+        Some(column) => Some(column.as_slice_mut().map_err(|_| bad_total("turnover"))?),
+        None => None,
+    };
+    let purpose = match &purpose {
+        Some(purpose) => Some(slice(py, purpose, "purpose")?),
+        None => None,
+    };
+    if purpose.is_some_and(|purpose| purpose.len() != slots.len()) {
+        return Err(to_pyerr(py, CoreError::config("purpose", purpose.map_or(0, <[u8]>::len), format!("one per fill ({})", slots.len()))));
+    }
     let mut cash = cash.try_readwrite().map_err(|_| bad("cash"))?;
     let mut holdings = holdings.try_readwrite().map_err(|_| bad("holdings"))?;
     let cash = cash.as_slice_mut().map_err(|_| bad("cash"))?;
@@ -140,8 +179,58 @@ pub fn fill_in_full<'py>(
         fee_rate: slice(py, &fee_rate, "fee_rate")?,
     };
     let floats = crate::fills::FloatCopies { cash: cash_float, amounts: amount_float };
-    let (costs, fees) = py.detach(|| guarded(|| crate::fills::fill_in_full_with_floats(cash, holdings, floats, &fills)))?.or_raise(py)?;
+    let (costs, fees) = py
+        .detach(|| {
+            guarded(|| {
+                let (costs, fees) = crate::fills::fill_in_full_with_floats(cash, holdings, floats, &fills)?;
+                if let Some(column) = fees_paid {
+                    add_by_slot(column, fills.slots, &fees, None);
+                }
+                if let Some(column) = turnover {
+                    add_by_slot(column, fills.slots, &costs, purpose);
+                }
+                Ok((costs, fees))
+            })
+        })?
+        .or_raise(py)?;
     Ok((PyArray1::from_vec(py, costs), PyArray1::from_vec(py, fees)))
+}
+
+/// `column += np.bincount(slots[chosen], weights=values[chosen], minlength=len(column))`,
+/// chosen: every fill, or those whose `purpose` is 0. The slots are in range
+/// (the fills wrote their cash).
+fn add_by_slot(column: &mut [f64], slots: &[i64], values: &[f64], purpose: Option<&[u8]>) {
+    let chosen = |k: usize| purpose.is_none_or(|purpose| purpose[k] == 0);
+    if !slots.is_sorted() {
+        let mut sums = vec![0.0; column.len()];
+        for (k, (&slot, &value)) in slots.iter().zip(values).enumerate() {
+            if chosen(k) {
+                sums[slot as usize] += value;
+            }
+        }
+        for (total, sum) in column.iter_mut().zip(sums) {
+            *total += sum;
+        }
+        return;
+    }
+    // A batch's fills, each slot's together: its sum is added at the end of
+    // its run. numpy adds 0 to every other slot, which turns a -0 into 0:
+    // so does this first pass (and 0 + x is x for every sum after it).
+    for total in column.iter_mut() {
+        *total += 0.0;
+    }
+    let mut k = 0;
+    while k < slots.len() {
+        let slot = slots[k];
+        let mut sum = 0.0;
+        while k < slots.len() && slots[k] == slot {
+            if chosen(k) {
+                sum += values[k];
+            }
+            k += 1;
+        }
+        column[slot as usize] += sum;
+    }
 }
 
 /// Value of every portfolio (by slot): cash + Σ amount·price, as floats.
