@@ -595,15 +595,15 @@ fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, sta
     let state = StateRef { last_rebalance_ms: &state.last_rebalance_ms[..n], next_check_ms: &state.next_check_ms[..n], locked: &state.locked[..n] };
     let (value, deviation, relative) = (&mut found.value[..n], &mut found.deviation[..n], &mut found.relative[..n]);
     for k in 0..n {
-        let (seen, status) = look(&book, k, prices, now_ms, &state, k);
+        let (seen, status) = look(&book, k, prices, now_ms, &state);
         (value[k], deviation[k], relative[k], found.status[k]) = (seen.value, seen.deviation, seen.relative, status as u8);
     }
 }
 
-/// Value, deviations and status of portfolio i, whose state is row k of
-/// `state`. Nothing is planned or changed.
+/// Value, deviations and status of portfolio i of `book`, whose state is
+/// row i of `state`. Nothing is planned or changed.
 #[inline]
-fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &StateRef<'_>, k: usize) -> (Scan, Status) {
+fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &StateRef<'_>) -> (Scan, Status) {
     if !book.active[i] {
         return (Scan::default(), Status::Inactive);
     }
@@ -614,10 +614,10 @@ fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &State
     // branch: which portfolios fire is data the predictor cannot learn (a
     // quarter of a sweep's fire each tick), and a mispredict costs more than
     // reading the state of every portfolio.
-    let due = (book.trigger[i] != TRIGGER_CALENDAR) | (now_ms >= state.next_check_ms[k]);
-    let cooling = in_cooldown(state.last_rebalance_ms[k], book.cooldown_ms[i], now_ms);
+    let due = (book.trigger[i] != TRIGGER_CALENDAR) | (now_ms >= state.next_check_ms[i]);
+    let cooling = in_cooldown(state.last_rebalance_ms[i], book.cooldown_ms[i], now_ms);
     let free = select_unpredictable(cooling, Status::Cooldown, Status::Rebalance);
-    let fired = select_unpredictable(state.locked[k], Status::Locked, free);
+    let fired = select_unpredictable(state.locked[i], Status::Locked, free);
     let status = select_unpredictable(due & seen.breached, fired, Status::Idle);
     (seen, status)
 }
