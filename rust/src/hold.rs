@@ -101,7 +101,11 @@ mod tests {
 
     #[test]
     fn an_asset_without_a_price_is_refused() {
-        assert!(basket_values(&[2], &[1.0], &[0.0], 1, &[0], &[1.0, 2.0]).is_err());
+        assert!(basket_values(&[2], &[1.0], &[0.0], 1, &[0], &[1.0, 2.0]).is_err_and(|e| e.to_string().contains("asset index 2")));
+        // The first unpriced holding in slot order is named, a bad index below -1 too.
+        let named = |asset: &[i32], slots: &[usize]| basket_values(asset, &[1.0; 4], &[0.0; 2], 2, slots, &[1.0]).expect_err("unpriced").to_string();
+        assert!(named(&[0, 5, -2, 0], &[1, 0]).contains("asset index -2"));
+        assert!(named(&[0, 5, -2, 0], &[0, 1]).contains("asset index 5"));
         assert!(basket_values(&[0], &[1.0], &[0.0], 1, &[1], &[1.0]).is_err());
     }
 
