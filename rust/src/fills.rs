@@ -320,9 +320,8 @@ fn fill_one(
         return Err(CoreError::amount(format!("{}.amount", field()), amount, "must not be negative"));
     }
     let buy = fills.buy[k];
-    let cost = fraction_of(price, &|| format!("{}.price", field()))?.times(amount.atoms() as u128, buy);
-    let cost = narrow(cost, &field)?;
-    let fee = narrow(fraction_of(rate, &|| format!("{}.fee", field()))?.times(cost as u128, true), &field)?;
+    let cost = fraction_of(price, &|| format!("{}.price", field()))?.atoms(amount.atoms() as u128, buy, &field)?;
+    let fee = fraction_of(rate, &|| format!("{}.fee", field()))?.atoms(cost as u128, true, &field)?;
     let (cash_now, held_now) = (words_at(cash, slot), words_at(holdings, row));
     let (cash_after, held_after) = if buy {
         (cash_now.checked_sub(cost).and_then(|c| c.checked_sub(fee)), held_now.checked_add(amount.atoms()))
@@ -374,6 +373,17 @@ impl Fraction {
             den /= 10;
         }
         Fraction { num, den, divisor: Divisor::new(den as u64) }
+    }
+
+    /// [`Fraction::times`] as an amount's atoms (refused past i128): the
+    /// usual product, within 128 bits, never goes through 256.
+    #[inline]
+    fn atoms(self, x: u128, up: bool, field: &dyn Fn() -> String) -> Result<i128> {
+        let Some(product) = x.checked_mul(self.num) else { return narrow(self.times(x, up), field) };
+        let (q, r) = self.divisor.div_rem(product);
+        // (q + 1 cannot overflow: r ≠ 0 only for den ≥ 10, so q < 2^128 / 10.)
+        let q = q + u128::from(up && r != 0);
+        i128::try_from(q).map_err(|_| CoreError::amount(field(), q, "too large for an amount"))
     }
 
     /// x × num / den, rounded up or down: in 128 bits when the product fits, else 256.
@@ -508,6 +518,13 @@ mod tests {
         let small = 1_000_001u128; // the 128-bit path, same rounding
         assert_eq!(half.times(small, true), U256::from(500_001u128));
         assert_eq!(half.times(small, false), U256::from(500_000u128));
+        // As atoms: the same on both paths, and refused past i128 on both.
+        let field = || "f".to_string();
+        assert_eq!(half.atoms(small, true, &field).expect("fits"), 500_001);
+        assert_eq!(half.atoms(small, false, &field).expect("fits"), 500_000);
+        assert_eq!(half.atoms(u128::MAX / 5 * 2, false, &field).expect("fits"), (u128::MAX / 5) as i128);
+        assert!(Fraction::of_atoms(10u128.pow(18)).atoms(u128::MAX / 2 + 1, false, &field).is_err()); // × 1: 128 bits, past i128
+        assert!(Fraction::of_atoms(3 * 10u128.pow(18)).atoms(u128::MAX / 2, false, &field).is_err()); // × 3: 256 bits
     }
 
     proptest::proptest! {
