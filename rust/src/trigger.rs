@@ -66,13 +66,11 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn of(band: Option<Band>) -> Edge {
-        Edge::from_parts(band.map_or(0.0, |b| b.width), band.is_some_and(|b| b.kind == BandKind::Relative), band.is_some())
-    }
-
-    /// The edge of a band `width` wide (`relative` or absolute), or none unless `banded`.
+    /// The edge of `band`, or none (never reached).
     #[inline]
-    pub fn from_parts(width: f64, relative: bool, banded: bool) -> Edge {
+    pub fn of(band: Option<Band>) -> Edge {
+        let (width, banded) = (band.map_or(0.0, |b| b.width), band.is_some());
+        let relative = band.is_some_and(|b| b.kind == BandKind::Relative);
         let fixed = select_unpredictable(relative, 0.0, width);
         Edge {
             fixed: select_unpredictable(banded, fixed, f64::INFINITY),
