@@ -240,7 +240,7 @@ impl<'py> StateColumns<'py> {
     }
 }
 
-fn not_writable(py: Python<'_>, name: &str) -> PyErr {
+pub(super) fn not_writable(py: Python<'_>, name: &str) -> PyErr {
     to_pyerr(py, CoreError::config(name, "strided or read-only", "column must be contiguous and writable"))
 }
 

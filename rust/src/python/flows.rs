@@ -2,7 +2,7 @@
 //! `exit`, `values` and `add_amounts`. Columns are read in place as in
 //! `tick`; the work runs with the GIL released.
 
-use numpy::{Ix1, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Ix1, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -135,26 +135,10 @@ pub fn fill_in_full<'py>(
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
     let bad = |name: &str| to_pyerr(py, CoreError::config(name, "read-only or strided", "must be a writable contiguous (n, 2) array"));
     // The totals are checked first: a fill never lands without them.
-    let bad_total = |name: &str| to_pyerr(py, CoreError::config(name, "read-only, strided or of another length", "must be a writable contiguous array, one per cash slot"));
     let slot_count = cash.shape()[0];
-    let mut fees_paid = match fees_paid {
-        Some(column) if column.len() == slot_count => Some(column.try_readwrite().map_err(|_| bad_total("fees_paid"))?),
-        Some(_) => return Err(bad_total("fees_paid")),
-        None => None,
-    };
-    let mut turnover = match turnover {
-        Some(column) if column.len() == slot_count => Some(column.try_readwrite().map_err(|_| bad_total("turnover"))?),
-        Some(_) => return Err(bad_total("turnover")),
-        None => None,
-    };
-    let fees_paid = match fees_paid.as_mut() {
-        Some(column) => Some(column.as_slice_mut().map_err(|_| bad_total("fees_paid"))?),
-        None => None,
-    };
-    let turnover = match turnover.as_mut() {
-        Some(column) => Some(column.as_slice_mut().map_err(|_| bad_total("turnover"))?),
-        None => None,
-    };
+    let (mut fees_paid, mut turnover) = (total_column(py, fees_paid, slot_count, "fees_paid")?, total_column(py, turnover, slot_count, "turnover")?);
+    let fees_paid = fees_paid.as_mut().map(|column| column.as_slice_mut()).transpose().map_err(|_| not_a_total(py, "fees_paid"))?;
+    let turnover = turnover.as_mut().map(|column| column.as_slice_mut()).transpose().map_err(|_| not_a_total(py, "turnover"))?;
     let purpose = match &purpose {
         Some(purpose) => Some(slice(py, purpose, "purpose")?),
         None => None,
@@ -194,6 +178,15 @@ pub fn fill_in_full<'py>(
         })?
         .or_raise(py)?;
     Ok((PyArray1::from_vec(py, costs), PyArray1::from_vec(py, fees)))
+}
+
+/// A total by cash slot that full fills add to (in place): writable, one per slot.
+fn total_column<'py>(py: Python<'py>, column: Option<&Bound<'py, PyArray1<f64>>>, slots: usize, name: &str) -> PyResult<Option<PyReadwriteArray1<'py, f64>>> {
+    column.map(|column| if column.len() == slots { column.try_readwrite().map_err(|_| not_a_total(py, name)) } else { Err(not_a_total(py, name)) }).transpose()
+}
+
+fn not_a_total(py: Python<'_>, name: &str) -> PyErr {
+    to_pyerr(py, CoreError::config(name, "read-only, strided or of another length", "must be a writable contiguous array, one per cash slot"))
 }
 
 /// `column += np.bincount(slots[chosen], weights=values[chosen], minlength=len(column))`,

@@ -4,13 +4,8 @@
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use crate::error::CoreError;
-use crate::python::book::slice;
-use crate::python::errors::{guarded, to_pyerr, IntoPyResult};
-
-fn not_writable(py: Python<'_>, name: &str) -> PyErr {
-    to_pyerr(py, CoreError::config(name, "read-only or strided", "must be a writable contiguous float64 array"))
-}
+use crate::python::book::{not_writable, slice};
+use crate::python::errors::{guarded, IntoPyResult};
 
 /// This tick's return factors, `values / (last + inflow)` where both are
 /// positive, else 1; `last` (written in place) becomes `values`.
