@@ -341,7 +341,7 @@ pub fn tick(
             let status = found.status;
             let triggered = |status: u8| status == Status::Rebalance as u8;
             let action = |status: u8| if triggered(status) { ACTION_REBALANCE } else { ACTION_NONE };
-            let acting = acting(book, first, status.len(), |k| action(status[k]), &mut worker.acting);
+            let acting = acting(book, first, (next, now_ms), |k| action(status[k]), &mut worker.acting);
             let mut out = reserve(book, first, acting.iter().copied().filter(|&k| triggered(status[k])));
             worker.planner.staged.read(book, first, acting.iter().copied().filter(|&k| triggered(status[k])));
             for &k in acting.iter() {
@@ -450,7 +450,9 @@ pub fn plan(
     }
     let quotes = plan_quotes(book, markets, prices, action)?;
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
-    let bounds = balanced_ranges(action, (n / CHUNK).max(8 * rayon::current_num_threads().max(1)));
+    let inline = crate::workers::inline(action.iter().filter(|&&a| a != ACTION_NONE).count(), INLINE_PLANS);
+    // On the calling thread the ranges need no balancing: one does.
+    let bounds = if inline { vec![0] } else { balanced_ranges(action, (n / CHUNK).max(8 * rayon::current_num_threads().max(1))) };
     let tasks: Vec<_> = bounds
         .iter()
         .zip(split_at_bounds(status, &bounds))
@@ -460,11 +462,10 @@ pub fn plan(
         .zip(split_at_bounds(epoch, &bounds))
         .map(|(((((&start, status), last), next), lock), epoch)| (start, status, last, next, lock, epoch))
         .collect();
-    let inline = crate::workers::inline(action.iter().filter(|&&a| a != ACTION_NONE).count(), INLINE_PLANS);
     let parts: Vec<(LegColumns, LegColumns)> =
         run_tasks(tasks, inline, Worker::default, |worker, (_, (start, status, last, next, lock, epoch))| {
             let action = &action[start..start + status.len()];
-            let acting = acting(book, start, action.len(), |k| action[k], &mut worker.acting);
+            let acting = acting(book, start, (next, now_ms), |k| action[k], &mut worker.acting);
             let mut out = reserve(book, start, acting.iter().copied().filter(|&k| action[k] != ACTION_NONE));
             worker.planner.staged.read(book, start, acting.iter().copied().filter(|&k| action[k] == ACTION_REBALANCE));
             for &k in acting.iter() {
@@ -626,22 +627,30 @@ fn in_cooldown(last_rebalance_ms: i64, cooldown_ms: i64, now_ms: i64) -> bool {
     (last_rebalance_ms != NEVER) & (now_ms < last_rebalance_ms.saturating_add(cooldown_ms))
 }
 
-/// Nothing to plan and no calendar to move: most portfolios, which
-/// [`acting`] leaves out, so [`act`] never sees them.
-fn idle(book: &BookRef<'_>, i: usize, action: u8) -> bool {
-    (action == ACTION_NONE) & (book.trigger[i] != TRIGGER_CALENDAR)
+/// Nothing to plan and no calendar check due (so none to move): most
+/// portfolios, which [`acting`] leaves out, so [`act`] never sees them.
+fn idle(book: &BookRef<'_>, i: usize, action: u8, next_check_ms: i64, now_ms: i64) -> bool {
+    (action == ACTION_NONE) & ((book.trigger[i] != TRIGGER_CALENDAR) | (now_ms < next_check_ms))
 }
 
 /// The positions from `first` of the `count` portfolios that are not
-/// [`idle`] under `action`, in order, listed in `into`. One pass with no
-/// branch per portfolio (which few act is data the predictor cannot learn);
-/// the chunk's later passes then visit only these.
-fn acting<'a>(book: &BookRef<'_>, first: usize, count: usize, action: impl Fn(usize) -> u8, into: &'a mut Vec<usize>) -> &'a [usize] {
+/// [`idle`] under `action` at `now_ms` (`next_check_ms` holds the chunk's
+/// rows), in order, listed in `into`. One pass with no branch per portfolio
+/// (which few act is data the predictor cannot learn); the chunk's later
+/// passes then visit only these.
+fn acting<'a>(
+    book: &BookRef<'_>,
+    first: usize,
+    (next_check_ms, now_ms): (&[i64], i64),
+    action: impl Fn(usize) -> u8,
+    into: &'a mut Vec<usize>,
+) -> &'a [usize] {
+    let count = next_check_ms.len();
     into.resize(count, 0);
     let mut listed = 0;
     for k in 0..count {
         into[listed] = k;
-        listed += usize::from(!idle(book, first + k, action(k)));
+        listed += usize::from(!idle(book, first + k, action(k), next_check_ms[k], now_ms));
     }
     &into[..listed]
 }
