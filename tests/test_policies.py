@@ -601,3 +601,40 @@ def test_accounting_by_hand_on_two_assets_rebalancing_vs_holding() -> None:
     assert acct["hold_profit_pct"] == pytest.approx(float((hold - 1000) / 10), rel=1e-9)
     assert acct["vs_hold_pct"] == pytest.approx(acct["profit_pct"] - acct["hold_profit_pct"], abs=1e-9)
     assert value - hold > 100  # rebalancing sold A high and bought it back low: it diverged from holding
+
+
+# ====================================================================== max drawdown, a tick at a time
+
+
+def _track_drawdown_in_numpy(s: dict[str, np.ndarray], value: np.ndarray, mask: np.ndarray) -> None:
+    """The drawdown tracking as numpy operations alone (what it was before it
+    moved to Rust): the reference its floats must equal."""
+    with np.errstate(invalid="ignore"):
+        high = np.flatnonzero((value > s["peak_value"]) & mask)
+        s["peak_value"][high] = value[high]
+        s["drawdown_level"][high] = value[high] * (1 - s["max_drawdown"][high])
+        low = np.flatnonzero((value < s["drawdown_level"]) & mask)
+        s["max_drawdown"][low] = 1 - value[low] / s["peak_value"][low]
+        s["drawdown_level"][low] = value[low]
+
+
+def test_drawdown_tracking_gives_the_floats_of_its_numpy_arithmetic() -> None:
+    """Bit for bit over many ticks, on awkward values too (zero, negative,
+    NaN, inf, tiny), with portfolios masked out at random."""
+    from rebal.policies import exits
+
+    rng = np.random.default_rng(11)
+    n, ticks = 500, 80
+    odd = np.array([0.0, -3.0, np.nan, np.inf, 5e-324, 1e300])
+    names = ("peak_value", "drawdown_level", "max_drawdown")
+    start = {"peak_value": rng.lognormal(8, 0.3, n), "drawdown_level": np.zeros(n), "max_drawdown": np.zeros(n)}
+    ours = {k: v.copy() for k, v in start.items()}
+    reference = {k: v.copy() for k, v in start.items()}
+    for _ in range(ticks):
+        value = np.where(rng.random(n) < 0.05, rng.choice(odd, n), rng.lognormal(8, 0.3, n))
+        mask = rng.random(n) < 0.9
+        exits.track_drawdown(ours, value, mask)
+        _track_drawdown_in_numpy(reference, value, mask)
+    for name in names:
+        assert ours[name].view(np.uint64).tolist() == reference[name].view(np.uint64).tolist(), name
+    assert (reference["max_drawdown"] > 0.3).any(), "the series fell: the drawdowns were exercised"

@@ -216,6 +216,19 @@ def deepen_drawdowns(max_drawdown: NDArray[np.float64], drawdown_factor: NDArray
     """Raises `max_drawdown` (changed in place) to 1 - `drawdown_factor`
     (np.maximum: a NaN stays)."""
 
+def track_drawdowns(
+    value: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    peak: NDArray[np.float64],
+    level: NDArray[np.float64],
+    max_drawdown: NDArray[np.float64],
+) -> None:
+    """One tick of each series' max drawdown, for those in `mask` at
+    `value`: a new high raises `peak` and sets `level` to peak * (1 - max
+    drawdown); a value below `level` deepens `max_drawdown` to 1 - value /
+    peak and becomes the level. `peak`, `level` and `max_drawdown` are
+    changed in place."""
+
 def join_pool() -> bool:
     """Makes the calling thread a worker of a thread pool of its own, so its
     parallel calls start at once instead of waiting for sleeping threads to

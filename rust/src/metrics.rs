@@ -61,6 +61,31 @@ pub fn deepen_drawdowns(max_drawdown: &mut [f64], drawdown_factor: &[f64]) -> Re
     Ok(())
 }
 
+/// The max drawdown from the highest value so far, one tick on, for the
+/// series in `mask` at `value`: a new high raises `peak` and sets `level`,
+/// the value below which the drawdown deepens, to peak × (1 − max drawdown);
+/// a value below `level` deepens `max_drawdown` to 1 − value / peak and
+/// becomes the level. So a tick compares twice and works out only the new
+/// highs and lows (a NaN value is neither).
+pub fn track_drawdowns(value: &[f64], mask: &[bool], peak: &mut [f64], level: &mut [f64], max_drawdown: &mut [f64]) -> Result<()> {
+    let n = value.len();
+    same_length("mask", mask.len(), n)?;
+    same_length("peak", peak.len(), n)?;
+    same_length("level", level.len(), n)?;
+    same_length("max_drawdown", max_drawdown.len(), n)?;
+    for ((((&value, &mask), peak), level), deepest) in value.iter().zip(mask).zip(peak).zip(level).zip(max_drawdown) {
+        if mask && value > *peak {
+            *peak = value;
+            *level = value * (1.0 - *deepest);
+        }
+        if mask && value < *level {
+            *deepest = 1.0 - value / *peak;
+            *level = value;
+        }
+    }
+    Ok(())
+}
+
 /// `np.maximum`: the first if it is not smaller or is NaN, else the second
 /// (so a NaN either side is the result; `f64::max` would drop it).
 fn maximum(a: f64, b: f64) -> f64 {
@@ -105,5 +130,18 @@ mod tests {
         assert_eq!(deepest[..2], [0.1, 0.5]);
         assert!(deepest[2].is_nan(), "a NaN stays, as np.maximum keeps it");
         assert_eq!(maximum(1.0, f64::NAN).to_bits(), f64::NAN.to_bits());
+    }
+
+    #[test]
+    fn drawdowns_follow_new_highs_and_new_lows() {
+        // A new high, a fall below the level, a rise that is no high, a NaN, one left out.
+        let value = [120.0, 80.0, 95.0, f64::NAN, 50.0];
+        let mask = [true, true, true, true, false];
+        let (mut peak, mut level, mut deepest) = (vec![100.0; 5], vec![90.0; 5], vec![0.1; 5]);
+        track_drawdowns(&value, &mask, &mut peak, &mut level, &mut deepest).expect("track");
+        assert_eq!(peak, [120.0, 100.0, 100.0, 100.0, 100.0]);
+        assert_eq!(level, [120.0 * (1.0 - 0.1), 80.0, 90.0, 90.0, 90.0]);
+        assert_eq!(deepest, [0.1, 1.0 - 80.0 / 100.0, 0.1, 0.1, 0.1]);
+        assert!(track_drawdowns(&value, &mask[..4], &mut peak, &mut level, &mut deepest).is_err());
     }
 }

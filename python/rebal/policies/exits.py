@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rebal import _rebal
 from rebal.config import StrategyConfig
 from rebal.events import EventKind, Reason
 
@@ -132,18 +133,9 @@ def track_drawdown(s: Any, value: npt.NDArray[np.float64], mask: npt.NDArray[np.
     """Max drawdown from the highest value so far, for the portfolios in
     `mask` at this tick's `value`. `drawdown_level` is the value below which
     the drawdown deepens, so a tick compares twice and works out only the
-    new highs and the new lows."""
-    with np.errstate(invalid="ignore"):
-        high = value > s["peak_value"]
-        high &= mask
-        high = np.flatnonzero(high)
-        s["peak_value"][high] = value[high]
-        s["drawdown_level"][high] = value[high] * (1 - s["max_drawdown"][high])
-        low = value < s["drawdown_level"]
-        low &= mask
-        low = np.flatnonzero(low)
-        s["max_drawdown"][low] = 1 - value[low] / s["peak_value"][low]
-        s["drawdown_level"][low] = value[low]
+    new highs and the new lows (one pass in Rust: a sweep's ten numpy
+    passes a tick were 0.14 ms of it)."""
+    _rebal.track_drawdowns(value, mask, s["peak_value"], s["drawdown_level"], s["max_drawdown"])
 
 
 def rescale_peak(s: Any, slots: npt.NDArray[np.int64], net_before: npt.NDArray[np.float64]) -> None:

@@ -57,3 +57,24 @@ pub fn deepen_drawdowns<'py>(py: Python<'py>, max_drawdown: &Bound<'py, PyArray1
     let factor = slice(py, &drawdown_factor, "drawdown_factor")?;
     py.detach(|| guarded(|| crate::metrics::deepen_drawdowns(deepest, factor)))?.or_raise(py)
 }
+
+/// One tick of each series' max drawdown (see `crate::metrics::track_drawdowns`):
+/// `peak`, `level` and `max_drawdown` are written in place.
+#[pyfunction]
+pub fn track_drawdowns<'py>(
+    py: Python<'py>,
+    value: PyReadonlyArray1<'py, f64>,
+    mask: PyReadonlyArray1<'py, bool>,
+    peak: &Bound<'py, PyArray1<f64>>,
+    level: &Bound<'py, PyArray1<f64>>,
+    max_drawdown: &Bound<'py, PyArray1<f64>>,
+) -> PyResult<()> {
+    let mut p = peak.try_readwrite().map_err(|_| not_writable(py, "peak"))?;
+    let mut l = level.try_readwrite().map_err(|_| not_writable(py, "level"))?;
+    let mut d = max_drawdown.try_readwrite().map_err(|_| not_writable(py, "max_drawdown"))?;
+    let p = p.as_slice_mut().map_err(|_| not_writable(py, "peak"))?;
+    let l = l.as_slice_mut().map_err(|_| not_writable(py, "level"))?;
+    let d = d.as_slice_mut().map_err(|_| not_writable(py, "max_drawdown"))?;
+    let (value, mask) = (slice(py, &value, "value")?, slice(py, &mask, "mask")?);
+    py.detach(|| guarded(|| crate::metrics::track_drawdowns(value, mask, p, l, d)))?.or_raise(py)
+}

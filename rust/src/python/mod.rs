@@ -46,6 +46,7 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::return_factors, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::add_log_returns, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::deepen_drawdowns, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::track_drawdowns, m)?)?;
     m.add_function(wrap_pyfunction!(join_pool, m)?)?;
     Ok(())
 }
