@@ -283,3 +283,38 @@ def test_full_fills_settle_as_without_their_hints(monkeypatch: pytest.MonkeyPatc
         for name in hinted[part]:
             np.testing.assert_array_equal(hinted[part][name], plain[part][name], err_msg=f"{part}.{name}")
     assert hinted["pending_events"] == plain["pending_events"]
+
+
+def test_a_backtest_reads_the_inflow_only_when_money_came_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` passes no inflow while `Engine.money_added` stays the same (the
+    same floats as zeros); with the inflow read at every tick it ends the same."""
+    import itertools
+
+    from rebal.backtest.data import synthetic
+    from rebal.backtest.metrics import Stream
+    from rebal.backtest.run import run
+    from rebal.config import CalendarTrigger, StrategyConfig, ThresholdTrigger
+
+    data = synthetic(["BTC", "ETH", "SOL"], ticks=90, seed=3)
+    weights = {"BTC": 50.0, "ETH": 30.0, "SOL": 20.0}
+    daily = AutoInvest(amount=D("50"), mode=ScheduleMode(every="1d"))
+    configs = [
+        StrategyConfig(assets=weights, investment=D(1000), trigger=ThresholdTrigger(threshold=5)),
+        StrategyConfig(assets=weights, investment=D(1000), trigger=CalendarTrigger(every="1w"), auto_invest=daily),
+        StrategyConfig(assets=weights, investment=D(2000), trigger=ThresholdTrigger(threshold=3), auto_invest=AutoInvest(amount=D("20"), mode=ScheduleMode(every="1w"))),
+    ]
+    add = Stream.add
+    seen: list[Any] = []
+    monkeypatch.setattr(Stream, "add", lambda self, values, inflow=None: (seen.append(inflow), add(self, values, inflow))[1])
+    fast = run(configs, data, fee=0.001)
+    fast_inflows, seen[:] = list(seen), []
+    counter = itertools.count()
+    monkeypatch.setattr(Engine, "money_added", property(lambda self: next(counter), lambda self, value: None), raising=False)
+    slow = run(configs, data, fee=0.001)
+    assert fast.net_invested[1] > 1000 and fast.net_invested[2] > 2000  # money came in along the way
+    came_in = [inflow is not None and bool(inflow.any()) for inflow in seen]
+    assert sum(came_in) > 10
+    assert [inflow is not None for inflow in fast_inflows] == came_in  # read where money came in, and only there
+    for part in ("metrics", "hold_metrics"):
+        for name, values in getattr(fast, part).items():
+            assert values.tobytes() == getattr(slow, part)[name].tobytes(), (part, name)

@@ -128,6 +128,9 @@ class Engine:
         """The earliest time an auto-invest cycle may run (see `_auto_invest_from`); None: not known."""
         self._moves: bool | None = None
         """Whether money moves besides rebalances (see `_money_moves`); None: not known."""
+        self.money_added = 0
+        """Counts the calls that brought new money in (funding, auto-invest):
+        while it stays the same, `net_invested` has not changed."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -306,9 +309,10 @@ class Engine:
         # What can fail comes first: the scan checks the prices of what is
         # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
-        free = ~book.column("locked")
+        free = _NO_FREE  # who has no orders out: worked out below only where a step needs it (most ticks none does)
         ending = _NO_SLOTS
         if self._money_moves():  # most ticks have no exit and no new money
+            free = ~book.column("locked")
             ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
             waiting = np.flatnonzero(s["pending_invest"] & free)
             if len(waiting) or len(ending):
@@ -322,6 +326,7 @@ class Engine:
         # while no portfolio has a level to reach (it would find none).
         hits = _NO_SLOTS
         if self._exit_levels():
+            free = ~book.column("locked") if free is _NO_FREE else free
             reason = exits.check(s, value, active & free)
             hits = np.flatnonzero(reason)
             status[hits] = Status.IDLE
@@ -333,6 +338,7 @@ class Engine:
         # Auto-invest: a rebalance first, new money at the next tick. Skipped
         # before the earliest cycle may run (no portfolio would be ready).
         if now_ms >= self._auto_invest_from():
+            free = ~book.column("locked") if free is _NO_FREE else free
             ready = auto_invest.ready(s, now_ms)
             ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
             self._auto_invest(ready, value, now_ms)
@@ -347,6 +353,7 @@ class Engine:
             self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
             selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
         if self._money_moves():  # asked again: auto-invest may have brought new money
+            free = ~book.column("locked") if free is _NO_FREE else free
             investing = np.flatnonzero(s["pending_invest"] & free)
             investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
 
@@ -389,7 +396,10 @@ class Engine:
             fee = taker[batch.asset]
         else:
             fee = np.asarray(fee_rates, dtype=np.float64)
-            fee = np.full(n, fee) if fee.ndim == 0 else np.broadcast_to(fee, (n,))  # one for all: no broadcast view to copy
+            if fee.ndim == 0:
+                fee = np.full(n, fee)  # one for all: no broadcast view to copy
+            elif fee.shape != (n,):
+                fee = np.broadcast_to(fee, (n,))  # (one per order already: used as it is)
         if price.shape != (n,) or fee.shape != (n,):
             raise ConfigError(f"prices: one per order ({n}), got {price.shape}", field="prices", value=price.shape)
         apply_full_fills(self, rows, slots, rounds, price, np.ascontiguousarray(fee), self._event_time(now_ms))
@@ -636,6 +646,7 @@ class Engine:
         exits.rescale_peak(s, slots, net_before)
         auto_invest.set_level(s, slots)
         self._policies_changed()
+        self.money_added += 1
 
     def _auto_invest(self, ready: npt.NDArray[np.int64], value: npt.NDArray[np.float64], now_ms: int) -> None:
         """Due cycles draw new money from the spot accounts; the plan buys with it."""
@@ -865,6 +876,8 @@ def _book_settings(c: cfg.StrategyConfig, now_ms: int) -> dict[str, Any]:
 
 _NO_SLOTS = np.zeros(0, np.int64)
 _NO_SLOTS.flags.writeable = False
+_NO_FREE = np.zeros(0, bool)  # `on_tick`'s marker: the free mask not worked out yet
+_NO_FREE.flags.writeable = False
 
 _Rounds = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 

@@ -121,7 +121,12 @@ class OrderTable:
         t = self.table
         if not t.length:
             return
-        keep = t["status"] <= OrderStatus.PARTIALLY_FILLED.value
+        status = t["status"]
+        if not self.keep_history and status.min() > OrderStatus.PARTIALLY_FILLED.value:
+            self.table = Table(ORDER_COLUMNS)  # every order done: a backtest's every tick (one pass, no mask)
+            self._open = None
+            return
+        keep = status <= OrderStatus.PARTIALLY_FILLED.value
         if self.keep_history:
             keep |= t["dirty"]
         if not keep.any():  # every order done: a backtest's every tick

@@ -111,18 +111,25 @@ def run(
     every = slice(None) if np.array_equal(slots, np.arange(len(engine.book.ids))) else slots
     one_fee = bool((fees == fees[0]).all())
     net_before = engine.state["net_invested_float"][every].copy()
+    added = engine.money_added
+    fee_column = np.full(0, fees[0])  # the one fee rate, one per order: made once, not each tick
     columns = engine.book._columns
     for k in range(ticks):
         now, prices = int(data.times_ms[k]), np.ascontiguousarray(data.close[k])
         batch = engine.on_tick(now, prices)
         if len(batch):
             fill_prices = batch.price if slip == 0 else batch.price * np.where(batch.side == SIDE_BUY, 1 + slip, 1 - slip)
-            engine.on_full_fills(batch, fill_prices, fees[0] if one_fee else fees[np.searchsorted(ids, batch.portfolio_id)])
+            if one_fee and len(fee_column) < len(batch):
+                fee_column = np.full(2 * len(batch), fees[0])
+            engine.on_full_fills(batch, fill_prices, fee_column[: len(batch)] if one_fee else fees[np.searchsorted(ids, batch.portfolio_id)])
         value = _rebal.values(columns(), prices)[every]
         hold_value = engine._hold_values_of(every, prices)
-        net = engine.state["net_invested_float"][every].copy()
-        inflow = net - net_before
-        net_before = net
+        inflow = None  # no money came in since the last tick: no inflow (the same as zeros)
+        if engine.money_added != added:
+            added = engine.money_added
+            net = engine.state["net_invested_float"][every].copy()
+            inflow = net - net_before
+            net_before = net
         stream.add(value, inflow)
         hold_stream.add(hold_value, inflow)
         if record:
