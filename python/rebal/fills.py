@@ -60,8 +60,8 @@ def apply_full_fills(
         k = int(np.argmax(status != OrderStatus.OPEN.value))
         raise FillError(f"fills[{k}]: order row {first + k} is not open and unfilled", field=f"fills[{k}]", value=first + k)
     p, h = book._portfolios, book._holdings
-    holdings = p["start"][slots]
-    holdings += t["leg"][rows]  # int64 += uint8, in place: int64
+    holdings = p["start"][slots]  # a copy (slots is an index array), so adding in place is ours
+    holdings += t["leg"][rows]  # int64 += uint8: int64
     buy = t["side"][rows] == SIDE_BUY
     amount_words = np.ascontiguousarray(t["amount"][rows])
     purpose = t["purpose"][rows]

@@ -129,7 +129,7 @@ class OrderTable:
         keep = status <= OrderStatus.PARTIALLY_FILLED.value
         if self.keep_history:
             keep |= t["dirty"]
-        if not keep.any():  # every order done: a backtest's every tick
+        if not keep.any():  # every order done and saved
             self.table = Table(ORDER_COLUMNS)
         elif keep.all():
             return
