@@ -309,10 +309,12 @@ class Engine:
         # What can fail comes first: the scan checks the prices of what is
         # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
-        free = _NO_FREE  # who has no orders out: worked out below only where a step needs it (most ticks none does)
+        # Who has no orders out: read only by the exits, auto-invest and new
+        # money below, which most ticks skip (and then it is never read).
+        needs_free = self._money_moves() or self._exit_levels() or now_ms >= self._auto_invest_from()
+        free = ~book.column("locked") if needs_free else _NO_FREE
         ending = _NO_SLOTS
         if self._money_moves():  # most ticks have no exit and no new money
-            free = ~book.column("locked")
             ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
             waiting = np.flatnonzero(s["pending_invest"] & free)
             if len(waiting) or len(ending):
@@ -326,7 +328,6 @@ class Engine:
         # while no portfolio has a level to reach (it would find none).
         hits = _NO_SLOTS
         if self._exit_levels():
-            free = ~book.column("locked") if free is _NO_FREE else free
             reason = exits.check(s, value, active & free)
             hits = np.flatnonzero(reason)
             status[hits] = Status.IDLE
@@ -338,7 +339,6 @@ class Engine:
         # Auto-invest: a rebalance first, new money at the next tick. Skipped
         # before the earliest cycle may run (no portfolio would be ready).
         if now_ms >= self._auto_invest_from():
-            free = ~book.column("locked") if free is _NO_FREE else free
             ready = auto_invest.ready(s, now_ms)
             ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
             self._auto_invest(ready, value, now_ms)
@@ -353,7 +353,6 @@ class Engine:
             self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
             selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
         if self._money_moves():  # asked again: auto-invest may have brought new money
-            free = ~book.column("locked") if free is _NO_FREE else free
             investing = np.flatnonzero(s["pending_invest"] & free)
             investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
 
@@ -876,7 +875,7 @@ def _book_settings(c: cfg.StrategyConfig, now_ms: int) -> dict[str, Any]:
 
 _NO_SLOTS = np.zeros(0, np.int64)
 _NO_SLOTS.flags.writeable = False
-_NO_FREE = np.zeros(0, bool)  # `on_tick`'s marker: the free mask not worked out yet
+_NO_FREE = np.zeros(0, bool)  # `on_tick`'s free mask on a tick whose steps read none
 _NO_FREE.flags.writeable = False
 
 _Rounds = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
