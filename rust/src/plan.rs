@@ -384,11 +384,10 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
         }
         sized = sizing.size_orders(rows, lists);
     }
-    let Sized { v_after, v_seen, proceeds, .. } = sized;
+    let Sized { v_after, v_seen, proceeds, cost } = sized;
 
     // 5. Exact decimals where floats are in doubt: never below zero cash,
     //    and no affordable lot left unbought.
-    let cost = buy_cost(rows);
     let mut cash_after = cash + proceeds - cost;
     let doubt = FLOAT_DOUBT * value;
     // Cash can go below zero only by buying: sells and the cash held are ≥ 0.
@@ -427,6 +426,8 @@ struct Sized {
     v_after: f64,
     v_seen: f64,
     proceeds: f64,
+    /// [`buy_cost`] of the buys as they stand.
+    cost: f64,
 }
 
 impl Sizing<'_, '_> {
@@ -462,8 +463,7 @@ impl Sizing<'_, '_> {
 
         // 4. Buys within the budget, then the leftover topped up.
         let mut budget = cash - cash_dest * v_after + proceeds;
-        size_buys(rows, v_after, mode);
-        let mut cost = buy_cost(rows);
+        let mut cost = size_buys(rows, v_after, mode);
         if cost > budget && mode == Rounding::Inward {
             let raised = fund_shortfall(rows, params, v_after, cost - budget, &mut lists.order);
             if raised != 0.0 {
@@ -473,32 +473,28 @@ impl Sizing<'_, '_> {
         }
         if cost > budget {
             let scale = (budget / cost).max(0.0);
+            cost = -0.0; // (`buy_cost`'s sum, in the same pass)
             for row in rows.iter_mut() {
                 let scaled = (row.buy as f64 * scale).floor() as i64;
                 row.buy = if row.accepts(scaled) { scaled } else { 0 };
+                cost += row.buy as f64 * row.lot_cost;
             }
-            cost = buy_cost(rows);
         }
         // Top up, and give back sells whose cash no buy can use, against the
         // value a re-plan will see once these orders fill: V − the fees actually
         // planned − the bound on fees for the cash left. Repeat until it settles.
-        // (Only the top-up changes buys: their cost is summed once after it.)
+        // (Only the top-up changes buys: their cost is summed again only if it bought.)
         let mut v_seen = v_after;
         for _ in 0..12 {
             let budget = cash - cash_dest * v_seen + proceeds;
             let spendable = (budget - cost).max(0.0);
-            top_up(rows, lists, v_seen, spendable);
-            cost = buy_cost(rows);
+            if top_up(rows, lists, v_seen, spendable) {
+                cost = buy_cost(rows);
+            }
             // No float margin needed: the exact settle below takes lots back if
             // cash would go negative.
             let unused = budget - cost;
-            trim_sells(rows, params, v_seen, unused);
-            // The proceeds (as `estimate` sums them) and all fees, in one pass.
-            let (mut sold, mut fees) = (0.0, -0.0);
-            for r in rows.iter() {
-                sold += r.sell as f64 * r.lot_value * (1.0 - r.fee);
-                fees += (r.sell + r.buy) as f64 * r.lot_value * r.fee;
-            }
+            let (sold, fees) = trim_sells(rows, params, v_seen, unused);
             proceeds = sold;
             let left = cash + proceeds - cost - cash_dest * v_seen;
             let next = value - fees - buy_fee_share * left.max(0.0);
@@ -509,7 +505,7 @@ impl Sizing<'_, '_> {
             }
             v_seen = next;
         }
-        Sized { v_after, v_seen, proceeds }
+        Sized { v_after, v_seen, proceeds, cost }
     }
 }
 
@@ -661,29 +657,34 @@ fn fund_shortfall(rows: &mut [Row], params: &PlanParams, v_after: f64, shortfall
 
 /// Sells only what the buys use: cash no buy could take is given back by
 /// selling fewer lots (band assets stay inside their box), so the plan is
-/// the minimal order set and re-planning finds nothing left to do.
-fn trim_sells(rows: &mut [Row], params: &PlanParams, v_after: f64, mut leftover: f64) {
+/// the minimal order set and re-planning finds nothing left to do. Returns
+/// the proceeds (as `estimate` sums them) and all the plan's fees, summed in
+/// the same pass as each row is settled.
+fn trim_sells(rows: &mut [Row], params: &PlanParams, v_after: f64, mut leftover: f64) -> (f64, f64) {
     let k = params.destination.band_fraction();
+    let (mut sold, mut fees) = (0.0, -0.0);
     for row in rows.iter_mut() {
-        if row.sell == 0 || leftover <= 0.0 {
-            continue;
+        if row.sell != 0 && leftover > 0.0 {
+            let net = row.lot_net;
+            let whole = leftover >= row.sell as f64 * net * (1.0 - 1e-12);
+            let mut trim = if whole { row.sell } else { ((leftover / net).floor() as i64).min(row.sell) };
+            if let (Some(band), true) = (params.band, k > 0.0) {
+                let ceiling = (row.target + k * band.half_width(row.target)) * v_after;
+                let kept = row.value - (row.sell as f64) * row.lot_value;
+                trim = trim.min(to_lots((ceiling - kept) * row.per_lot, Rounding::Truncate).max(0));
+            }
+            let rest = row.sell - trim;
+            // (Not if trimming would leave a leg the market refuses.)
+            if rest <= 0 || row.refusal(rest).is_none() {
+                row.sell = rest;
+                row.sell_unused |= rest == 0;
+                leftover -= trim as f64 * net;
+            }
         }
-        let net = row.lot_net;
-        let whole = leftover >= row.sell as f64 * net * (1.0 - 1e-12);
-        let mut trim = if whole { row.sell } else { ((leftover / net).floor() as i64).min(row.sell) };
-        if let (Some(band), true) = (params.band, k > 0.0) {
-            let ceiling = (row.target + k * band.half_width(row.target)) * v_after;
-            let kept = row.value - (row.sell as f64) * row.lot_value;
-            trim = trim.min(to_lots((ceiling - kept) * row.per_lot, Rounding::Truncate).max(0));
-        }
-        let rest = row.sell - trim;
-        if rest > 0 && row.refusal(rest).is_some() {
-            continue; // trimming would leave a leg the market refuses
-        }
-        row.sell = rest;
-        row.sell_unused |= rest == 0;
-        leftover -= trim as f64 * net;
+        sold += row.sell as f64 * row.lot_value * (1.0 - row.fee);
+        fees += (row.sell + row.buy) as f64 * row.lot_value * row.fee;
     }
+    (sold, fees)
 }
 
 /// Lots to move `x` lots' worth toward the destination. Rounding inward (to
@@ -714,14 +715,19 @@ fn size_sells(rows: &mut [Row], v_after: f64, mode: Rounding) -> bool {
     changed
 }
 
-fn size_buys(rows: &mut [Row], v_after: f64, mode: Rounding) {
+/// Sizes every buy at post-fee value `v_after`; returns their [`buy_cost`]
+/// (summed in the same pass).
+fn size_buys(rows: &mut [Row], v_after: f64, mode: Rounding) -> f64 {
+    let mut cost = -0.0;
     for row in rows.iter_mut() {
         let above_box = |n: i64| row.value + n as f64 * row.lot_value > row.high * v_after;
         let wanted = lots_toward((row.dest * v_after - row.value) * row.per_lot, mode, above_box);
         row.wanted_buy = wanted * i64::from(!((row.sell > 0) | row.frozen));
         let lots = row.wanted_buy.min(row.max_lots);
         row.buy = select_unpredictable(row.accepts(lots), lots, 0);
+        cost += row.buy as f64 * row.lot_cost;
     }
+    cost
 }
 
 /// How far below its target an asset is after the plan's buys (in quote).
@@ -747,8 +753,9 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
 
 /// Spends `cash` on the assets furthest below their target: water-fills to a
 /// common deficit level over the assets that can afford their next
-/// increment (repeated as assets drop out), then lot by lot.
-fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
+/// increment (repeated as assets drop out), then lot by lot. Returns whether
+/// it bought anything.
+fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> bool {
     let Lists { open, order, deficits, .. } = lists;
     deficits.clear();
     deficits.resize(rows.len(), 0.0);
@@ -774,11 +781,11 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
 
     // Whether `open` and `deficits` are those of the rows and cash as they
     // stand (a round that added nothing changed nothing).
-    let mut fresh = false;
+    let (mut fresh, mut bought) = (false, false);
     for _ in 0..=rows.len() {
         candidates(open, deficits, rows, v_after, cash);
         if open.is_empty() {
-            return;
+            return bought;
         }
         // Filling to a level L ≥ 0 adds at most what filling to 0 would: if
         // that is less than every candidate's next increment, so is this
@@ -816,6 +823,7 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
             fresh = true;
             break;
         }
+        bought = true;
     }
 
     // The last few lots: the most underweight asset that can afford its next
@@ -840,7 +848,9 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) {
         let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
         cash -= add as f64 * r.lot_cost;
+        bought |= add != 0;
     }
+    bought
 }
 
 /// Whole lots that bring `r`, `deficit` below its target, up to `level`
