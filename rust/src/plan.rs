@@ -334,12 +334,13 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
     for (i, &asset) in p.assets.iter().enumerate() {
         let quote = &quotes[asset as usize];
         let fee = params.fee_rate.unwrap_or(quote.taker_fee);
+        let held = p.amounts[i].to_f64() * quote.price;
         let row = Row {
             price: quote.price,
             lot_value: quote.lot_value,
             per_lot: quote.per_lot,
             fee,
-            value: p.amounts[i].to_f64() * quote.price,
+            value: held,
             target: p.targets[i],
             held_lots: quote.lots_in(p.amounts[i]),
             max_lots: quote.max_lots,
@@ -776,6 +777,23 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
         }
         open.truncate(kept);
     }
+    // `candidates` after lots bought for `lifted` alone: the others' lots are
+    // as they were, so are their deficits and whether a lot is worth it;
+    // only whether they can still afford their next increment is asked again.
+    fn still_open(open: &mut Vec<usize>, deficits: &mut [f64], rows: &[Row], v_after: f64, cash: f64, lifted: usize) {
+        let r = &rows[lifted];
+        deficits[lifted] = deficit(r, v_after);
+        let stays = worth_a_lot(r, deficits[lifted]);
+        let mut kept = 0;
+        for k in 0..open.len() {
+            let i = open[k];
+            let r = &rows[i];
+            let affordable = r.increment() as f64 * r.lot_cost <= cash;
+            open[kept] = i;
+            kept += usize::from(affordable & ((i != lifted) | stays));
+        }
+        open.truncate(kept);
+    }
     open.clear();
     open.extend(0..rows.len());
 
@@ -828,10 +846,10 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
 
     // The last few lots: the most underweight asset that can afford its next
     // increment, lifted to the next one's level (at least one increment).
+    if !fresh {
+        candidates(open, deficits, rows, v_after, cash);
+    }
     for _ in 0..(8 * rows.len() + 32) {
-        if !std::mem::take(&mut fresh) {
-            candidates(open, deficits, rows, v_after, cash);
-        }
         let Some((&first, others)) = open.split_first() else { break };
         let (mut best, mut next_deficit) = (first, f64::NEG_INFINITY);
         for &i in others {
@@ -849,6 +867,7 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
         r.buy += add;
         cash -= add as f64 * r.lot_cost;
         bought |= add != 0;
+        still_open(open, deficits, rows, v_after, cash, best);
     }
     bought
 }
