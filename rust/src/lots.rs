@@ -189,6 +189,29 @@ impl Amount {
         self.lots_rare(step)
     }
 
+    /// [`Amount::lots`] given a float estimate of the count (a holding's value
+    /// over its lot value, which the planner has anyway): exact whatever the
+    /// estimate, and within a lot of the count it costs one 64×64-bit product
+    /// and no conversion of the amount to a float nor division.
+    #[inline]
+    pub fn lots_near(self, step: Amount, estimate: f64) -> i128 {
+        if let (Ok(amount), Ok(step64), true) = (u128::try_from(self.0), u64::try_from(step.0), (0.0..1.0e15).contains(&estimate)) {
+            let (n, step) = (estimate as i64 as u64, step64 as u128); // (a signed conversion is one instruction)
+            let low = n as u128 * step;
+            // The count is n, or one either side, when that lot's bracket holds the amount.
+            if low > amount {
+                if low - step <= amount {
+                    return n as i128 - 1;
+                }
+            } else if amount < low + step {
+                return n as i128;
+            } else if amount < low + 2 * step {
+                return n as i128 + 1;
+            }
+        }
+        self.lots(step)
+    }
+
     /// [`Amount::lots`] past the float estimate's range, or of a negative amount.
     #[cold]
     #[inline(never)]
@@ -372,6 +395,10 @@ mod tests {
                     }
                     let (amount, step) = (Amount::from_atoms(atoms), Amount::from_atoms(step));
                     assert_eq!(amount.lots(step), atoms / step.atoms(), "{atoms} / {}", step.atoms());
+                    // Exact from any estimate: near, far, or none at all.
+                    for estimate in [n as f64, n as f64 - 0.999, n as f64 + 0.999, n as f64 + 1.5, 0.0, -1.0, 1e300, f64::NAN] {
+                        assert_eq!(amount.lots_near(step, estimate), atoms / step.atoms(), "{atoms} / {} near {estimate}", step.atoms());
+                    }
                 }
             }
         }

@@ -199,6 +199,12 @@ impl Quote {
         amount.lots(self.step).clamp(0, i64::MAX as i128) as i64
     }
 
+    /// [`Quote::lots_in`] given a float estimate of the count (see [`Amount::lots_near`]).
+    #[inline]
+    pub fn lots_in_near(&self, amount: Amount, estimate: f64) -> i64 {
+        amount.lots_near(self.step, estimate).clamp(0, i64::MAX as i128) as i64
+    }
+
     /// `n` lots as an exact amount.
     pub fn lots_amount(&self, n: i64) -> Amount {
         Amount::of_lots(n as i128, self.step).unwrap_or(Amount::MAX)

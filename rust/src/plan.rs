@@ -342,7 +342,7 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
             fee,
             value: held,
             target: p.targets[i],
-            held_lots: quote.lots_in(p.amounts[i]),
+            held_lots: quote.lots_in_near(p.amounts[i], held * quote.per_lot),
             max_lots: quote.max_lots,
             min_lots: quote.min_lots,
             min_lots_by_amount: quote.min_lots_by_amount,
