@@ -591,29 +591,34 @@ fn destination_weights(rows: &mut [Row], p: &PortfolioRef<'_>, params: &PlanPara
         Some(band) if k > 0.0 => (k * band.half_width(t) * (1.0 - 1e-4) - 4.0 * BAND_TOLERANCE).max(0.0),
         _ => 0.0,
     };
+    // Three passes: the boxes (summing the weights and the free targets as
+    // they go, each sum in asset order as `sum` would), the room, the move.
+    let (mut dests, mut free_targets) = (-0.0, -0.0);
     for row in rows.iter_mut() {
         let weight = row.value / value;
         (row.low, row.high) = if row.frozen { (weight, weight) } else { (row.target - half(row.target), row.target + half(row.target)) };
         row.dest = weight.clamp(row.low, row.high);
+        dests += row.dest;
+        if !row.frozen {
+            free_targets += row.target;
+        }
     }
     // Cash not among the coins is fully invested (its box is [0, 0]).
     let t_cash = p.cash_target;
     let mut cash_dest = if t_cash > 0.0 { (cash / value).clamp(t_cash - half(t_cash), t_cash + half(t_cash)) } else { 0.0 };
-    let gap = 1.0 - cash_dest - rows.iter().map(|r| r.dest).sum::<f64>();
+    let gap = 1.0 - cash_dest - dests;
     let toward = |dest: f64, t: f64| if gap > 0.0 { (t - dest).max(0.0) } else { (dest - t).max(0.0) };
     let free = |r: &Row| !r.frozen;
     let room = toward(cash_dest, t_cash) + rows.iter().filter(|r| free(r)).map(|r| toward(r.dest, r.target)).sum::<f64>();
     let share = if room > 0.0 { (gap / room).clamp(-1.0, 1.0) } else { 0.0 };
-    for row in rows.iter_mut().filter(|r| !r.frozen) {
-        row.dest += share * toward(row.dest, row.target);
-    }
     cash_dest += share * toward(cash_dest, t_cash);
     // What the targets could not absorb (frozen assets off target) is spread
     // over the free assets in proportion to their targets.
     let rest = gap - share * room;
-    let free_targets: f64 = rows.iter().filter(|r| free(r)).map(|r| r.target).sum();
-    if rest.abs() > 0.0 && free_targets > 0.0 {
-        for row in rows.iter_mut().filter(|r| !r.frozen) {
+    let spread = rest.abs() > 0.0 && free_targets > 0.0;
+    for row in rows.iter_mut().filter(|r| !r.frozen) {
+        row.dest += share * toward(row.dest, row.target);
+        if spread {
             row.dest += rest * row.target / free_targets;
             (row.low, row.high) = (row.low.min(row.dest), row.high.max(row.dest));
         }
