@@ -330,7 +330,7 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
     let Scratch { rows, lists } = scratch;
     rows.clear();
     let cash = p.cash.to_f64();
-    let mut value = cash;
+    let (mut value, mut max_buy_fee) = (cash, 0.0);
     for (i, &asset) in p.assets.iter().enumerate() {
         let quote = &quotes[asset as usize];
         let fee = params.fee_rate.unwrap_or(quote.taker_fee);
@@ -352,6 +352,9 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
             ..Row::default()
         };
         value += row.value;
+        if row.tradable {
+            max_buy_fee = f64::max(max_buy_fee, fee);
+        }
         rows.push(row);
     }
     let mut out = Outcome { value, ..Outcome::default() };
@@ -373,7 +376,6 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
     // refuses, a lot wider than its band) is frozen at its weight and the
     // others are planned around it, so no plan counts on money that cannot come.
     let mode = if params.destination == Destination::Target { Rounding::Truncate } else { Rounding::Inward };
-    let max_buy_fee = rows.iter().filter(|r| r.tradable).map(|r| r.fee).fold(0.0, f64::max);
     let sizing = Sizing { p, params, mode, value, cash, buy_fee_share: max_buy_fee / (1.0 + max_buy_fee) };
     let mut sized = sizing.size_orders(rows, lists);
     for _ in 0..2 * rows.len() {
@@ -516,24 +518,16 @@ impl Sizing<'_, '_> {
 /// sizing pass is needed.
 fn freeze_stuck(rows: &mut [Row], params: &PlanParams, value: f64, v_after: f64) -> bool {
     // A sell that funds nothing is blocked; the freezes decided while its
-    // phantom fees lowered V′ are redone.
-    let mut blocked = false;
+    // phantom fees lowered V′ are redone. (One pass: the freezes below
+    // read nothing the blocking writes, and are undone if any sell is blocked.)
+    let band_mode = params.destination != Destination::Target;
+    let (mut blocked, mut froze) = (false, false);
     for row in rows.iter_mut() {
         if row.sell_unused && !row.sell_blocked {
             row.sell_blocked = true;
             blocked = true;
         }
         row.sell_unused = false;
-    }
-    if blocked {
-        for row in rows.iter_mut() {
-            (row.frozen, row.refused) = (false, None);
-        }
-        return true;
-    }
-    let band_mode = params.destination != Destination::Target;
-    let mut froze = false;
-    for row in rows.iter_mut() {
         if row.frozen || row.sell > 0 || row.buy > 0 {
             continue;
         }
@@ -563,7 +557,12 @@ fn freeze_stuck(rows: &mut [Row], params: &PlanParams, value: f64, v_after: f64)
             froze = true;
         }
     }
-    froze
+    if blocked {
+        for row in rows.iter_mut() {
+            (row.frozen, row.refused) = (false, None);
+        }
+    }
+    blocked || froze
 }
 
 /// Post-trade weight of each asset (written to `row.dest`, with its box in
