@@ -762,8 +762,6 @@ fn worth_a_lot(r: &Row, deficit: f64) -> bool {
 /// it bought anything.
 fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> bool {
     let Lists { open, order, deficits, .. } = lists;
-    deficits.clear();
-    deficits.resize(rows.len(), 0.0);
     // Only a candidate's lots change and cash only falls, so an asset that
     // cannot take its next increment now never can later in this call: each
     // round filters the last round's candidates (kept in asset order), and
@@ -775,9 +773,8 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
             let i = open[k];
             let r = &rows[i];
             deficits[i] = deficit(r, v_after);
-            let affordable = r.increment() as f64 * r.lot_cost <= cash;
             open[kept] = i;
-            kept += usize::from(r.tradable & (r.sell == 0) & affordable & worth_a_lot(r, deficits[i]));
+            kept += usize::from(r.tradable & (r.sell == 0) & affordable(r, cash) & worth_a_lot(r, deficits[i]));
         }
         open.truncate(kept);
     }
@@ -791,15 +788,30 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
         let mut kept = 0;
         for k in 0..open.len() {
             let i = open[k];
-            let r = &rows[i];
-            let affordable = r.increment() as f64 * r.lot_cost <= cash;
             open[kept] = i;
-            kept += usize::from(affordable & ((i != lifted) | stays));
+            kept += usize::from(affordable(&rows[i], cash) & ((i != lifted) | stays));
         }
         open.truncate(kept);
     }
+    fn affordable(r: &Row, cash: f64) -> bool {
+        r.increment() as f64 * r.lot_cost <= cash
+    }
+    // Most calls can afford nothing (the cash left is under a lot): a cheap
+    // first filter on what `candidates` asks first, which then looks at the
+    // assets it kept alone.
     open.clear();
-    open.extend(0..rows.len());
+    open.resize(rows.len(), 0);
+    let mut kept = 0;
+    for (i, r) in rows.iter().enumerate() {
+        open[kept] = i;
+        kept += usize::from(r.tradable & (r.sell == 0) & affordable(r, cash));
+    }
+    open.truncate(kept);
+    if open.is_empty() {
+        return false;
+    }
+    deficits.clear();
+    deficits.resize(rows.len(), 0.0);
 
     // Whether `open` and `deficits` are those of the rows and cash as they
     // stand (a round that added nothing changed nothing).
