@@ -142,9 +142,11 @@ impl LegColumns {
     }
 
     pub(crate) fn push_skip(&mut self, portfolio: (usize, u64), skip: &Skip, quote: &Quote) {
-        self.push(portfolio, skip.position, skip.asset, skip.side, quote.lots_in(skip.amount), skip.amount);
+        // Its value over a lot's value is within a lot of the count: the lots cost one product.
+        let notional = skip.amount.to_f64() * quote.price;
+        self.push(portfolio, skip.position, skip.asset, skip.side, quote.lots_in_near(skip.amount, notional * quote.per_lot), skip.amount);
         self.price.push(quote.price);
-        self.notional.push(skip.amount.to_f64() * quote.price);
+        self.notional.push(notional);
         self.fee.push(0.0);
         self.epoch.push(skip.reason as u32);
     }
