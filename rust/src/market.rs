@@ -206,8 +206,14 @@ impl Quote {
     }
 
     /// `n` lots as an exact amount.
+    #[inline]
     pub fn lots_amount(&self, n: i64) -> Amount {
-        Amount::of_lots(n as i128, self.step).unwrap_or(Amount::MAX)
+        // A count ≥ 0 (under 2⁶³) times a step under 2⁶⁴ atoms is under 2¹²⁷:
+        // one 64×64-bit product, no overflow to check.
+        match (u64::try_from(n), u64::try_from(self.step.atoms())) {
+            (Ok(n), Ok(step)) => Amount::from_atoms((n as u128 * step as u128) as i128),
+            _ => Amount::of_lots(n as i128, self.step).unwrap_or(Amount::MAX),
+        }
     }
 }
 
@@ -289,6 +295,20 @@ mod tests {
         assert_eq!(m.refusal(900_000_001, 1.0), Some(Refusal::MaxAmount));
         m.active = false;
         assert_eq!(m.refusal(100, 1.0), Some(Refusal::MarketInactive));
+    }
+
+    #[test]
+    fn lots_amount_is_the_exact_product() {
+        // Steps under and over 2⁶⁴ atoms, counts either sign, up to i64::MAX (past i128 saturates).
+        for step in [1i128, 10_000_000_000, u64::MAX as i128, u64::MAX as i128 + 1, 1 << 100] {
+            let mut m = btc();
+            m.step = Amount::from_atoms(step);
+            let q = Quote::new(&m, 50_000.0);
+            for n in [0i64, 1, 7, 123_456_789, i64::MAX, -1, i64::MIN] {
+                let exact = (n as i128).checked_mul(step).map_or(Amount::MAX, Amount::from_atoms);
+                assert_eq!(q.lots_amount(n), exact, "{n} lots of {step}");
+            }
+        }
     }
 
     #[test]
