@@ -9,12 +9,12 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::book::{amount_at, amount_words, BookRef, StateMut, StateRef, Strategy, NEVER, TRIGGER_CALENDAR};
+use crate::book::{amount_at, amount_words, BookRef, StateMut, StateRef, NEVER, TRIGGER_CALENDAR};
 use crate::flows::Flow;
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::{Market, Quote};
-use crate::plan::{plan_to, Leg, PlanOutput, Scratch, Side, Skip};
+use crate::plan::{plan_to, Leg, PlanOutput, PlanParams, Scratch, Side, Skip};
 use crate::portfolio::{asset_name, check_price, Drift, PortfolioRef};
 use crate::trigger::Edge;
 
@@ -236,8 +236,8 @@ struct Inputs {
     /// Index in the Book.
     i: usize,
     id: u64,
-    /// None if the Book refused it when it was written (it checks every write): never planned.
-    strategy: Option<Strategy>,
+    /// None if the Book refused its strategy when it was written (it checks every write): never planned.
+    params: Option<PlanParams>,
     cash: Amount,
     /// Its rows of [`Staged::assets`] and [`Staged::amounts`].
     holdings: Range<usize>,
@@ -262,7 +262,7 @@ impl Staged {
         let start = self.assets.len();
         self.assets.extend(book.asset[rows.clone()].iter().map(|&a| a as u32));
         self.amounts.extend(rows.map(|r| amount_at(book.amount, r)));
-        Inputs { i, id: book.id[i], strategy: book.strategy(i).ok(), cash: amount_at(book.cash, i), holdings: start..self.assets.len() }
+        Inputs { i, id: book.id[i], params: book.plan_params(i), cash: amount_at(book.cash, i), holdings: start..self.assets.len() }
     }
 
     /// Portfolio i's inputs and holdings (assets, amounts), the next in
@@ -780,7 +780,7 @@ fn plan_one(
 ) -> Status {
     let Planner { scratch, staged } = planner;
     let (inputs, assets, amounts) = staged.take(book, i);
-    let Some(strategy) = &inputs.strategy else {
+    let Some(params) = &inputs.params else {
         return Status::Inactive;
     };
     let p = PortfolioRef {
@@ -791,7 +791,7 @@ fn plan_one(
         cash_target: book.cash_target[i],
     };
     let before = orders.len();
-    plan_to(&p, quotes, &strategy.params, scratch, &mut Emit { portfolio: (i, inputs.id), epoch, quotes, orders, skips });
+    plan_to(&p, quotes, params, scratch, &mut Emit { portfolio: (i, inputs.id), epoch, quotes, orders, skips });
     if orders.len() == before {
         Status::NothingToDo
     } else {

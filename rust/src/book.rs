@@ -202,6 +202,40 @@ impl<'a> BookRef<'a> {
         Ok(Strategy { trigger, cooldown_ms, params })
     }
 
+    /// Portfolio i's plan parameters, or `None` where [`BookRef::strategy`]
+    /// refuses it: the same checks, without the trigger, the cooldown and
+    /// the errors' text (a tick decodes one per portfolio it plans).
+    #[inline]
+    pub(crate) fn plan_params(&self, i: usize) -> Option<PlanParams> {
+        let kind = match self.threshold_kind[i] {
+            KIND_ABSOLUTE => BandKind::Absolute,
+            KIND_RELATIVE => BandKind::Relative,
+            _ => return None,
+        };
+        let width = self.threshold[i];
+        let banded = Band::valid(width, kind).then_some(Band { width, kind });
+        let band = match self.trigger[i] {
+            TRIGGER_THRESHOLD => Some(banded?),
+            TRIGGER_CALENDAR if self.interval_ms[i] > 0 => {
+                if width == 0.0 {
+                    None // no gate
+                } else {
+                    Some(banded?)
+                }
+            }
+            _ => return None,
+        };
+        let destination = match self.destination[i] {
+            DESTINATION_TARGET => Destination::Target,
+            DESTINATION_BAND_EDGE => Destination::BandEdge,
+            DESTINATION_INNER_BAND => Destination::InnerBand(self.inner_k[i]),
+            _ => return None,
+        };
+        let fee = self.fee_rate[i];
+        let params = PlanParams { destination, band, fee_rate: if fee.is_nan() { None } else { Some(fee) } };
+        (self.cooldown_ms[i] >= 0 && params.validate().is_ok()).then_some(params)
+    }
+
     /// Checks every column before any work: lengths, row ranges, holdings,
     /// weights, amounts and strategies. The error names the portfolio by id.
     pub fn validate(&self, markets: &[Market]) -> Result<()> {
@@ -289,5 +323,56 @@ impl<'a> BookRef<'a> {
         }
         let p = PortfolioRef { assets, amounts, targets: &self.target[range], cash: amount_at(self.cash, i), cash_target };
         p.validate_holdings(markets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_params_refuse_what_strategy_refuses() {
+        // Every code, in range and out, and each value either side of its limits.
+        let widths = [0.0, 0.05, 1.0, 1.5, -0.1, f64::NAN, f64::INFINITY];
+        let (intervals, ks, cooldowns, fees) = ([0, 1, -1], [0.5, 1.5, f64::NAN], [0, -1], [f64::NAN, 0.002, 1.0, -0.5]);
+        let mut valid = 0;
+        for (kind, trigger, destination) in (0..3u8).flat_map(|a| (0..3u8).flat_map(move |b| (0..4u8).map(move |c| (a, b, c)))) {
+            for &width in &widths {
+                for &interval in &intervals {
+                    for &k in &ks {
+                        for &cooldown in &cooldowns {
+                            for &fee in &fees {
+                                let book = BookRef {
+                                    id: &[1],
+                                    start: &[0],
+                                    stop: &[1],
+                                    cash: &[0, 0],
+                                    cash_float: &[0.0],
+                                    cash_target: &[0.0],
+                                    active: &[true],
+                                    trigger: &[trigger],
+                                    threshold_kind: &[kind],
+                                    threshold: &[width],
+                                    interval_ms: &[interval],
+                                    cooldown_ms: &[cooldown],
+                                    destination: &[destination],
+                                    inner_k: &[k],
+                                    fee_rate: &[fee],
+                                    asset: &[0],
+                                    amount: &[0, 0],
+                                    amount_float: &[0.0],
+                                    target: &[1.0],
+                                };
+                                let expected = book.strategy(0).ok().map(|s| s.params);
+                                // (Debug text: NaN fields compare equal.)
+                                assert_eq!(format!("{:?}", book.plan_params(0)), format!("{expected:?}"), "{kind} {trigger} {destination} {width} {interval} {k} {cooldown} {fee}");
+                                valid += usize::from(expected.is_some());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(valid > 100, "only {valid} valid strategies among the cases");
     }
 }

@@ -27,12 +27,17 @@ pub struct Band {
 
 impl Band {
     pub fn new_checked(width: f64, kind: BandKind) -> Result<Band> {
-        let ok = width.is_finite() && width > 0.0 && (kind == BandKind::Relative || width < 1.0);
-        if !ok {
+        if !Band::valid(width, kind) {
             let range = if kind == BandKind::Absolute { "in (0, 1)" } else { "> 0" };
             return Err(CoreError::config("threshold", width, format!("threshold must be {range}")));
         }
         Ok(Band { width, kind })
+    }
+
+    /// Whether [`Band::new_checked`] takes `width` for `kind`.
+    #[inline]
+    pub(crate) fn valid(width: f64, kind: BandKind) -> bool {
+        width.is_finite() && width > 0.0 && (kind == BandKind::Relative || width < 1.0)
     }
 
     /// Half-width of the band around `target`, in weight points.
