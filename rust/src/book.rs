@@ -203,8 +203,8 @@ impl<'a> BookRef<'a> {
     }
 
     /// Portfolio i's plan parameters, or `None` where [`BookRef::strategy`]
-    /// refuses it: the same checks, without the trigger, the cooldown and
-    /// the errors' text (a tick decodes one per portfolio it plans).
+    /// refuses it: the same checks, with no trigger built and no error text
+    /// (a tick decodes one per portfolio it plans).
     #[inline]
     pub(crate) fn plan_params(&self, i: usize) -> Option<PlanParams> {
         let kind = match self.threshold_kind[i] {
