@@ -810,8 +810,11 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
     if open.is_empty() {
         return false;
     }
-    deficits.clear();
-    deficits.resize(rows.len(), 0.0);
+    // (Only grown: a deficit is written before it is read, and a `resize`
+    // from empty would be a `memset` call per top-up.)
+    if deficits.len() < rows.len() {
+        deficits.resize(rows.len(), 0.0);
+    }
 
     // Whether `open` and `deficits` are those of the rows and cash as they
     // stand (a round that added nothing changed nothing).
