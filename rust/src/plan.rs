@@ -796,20 +796,21 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
     fn affordable(r: &Row, cash: f64) -> bool {
         r.increment() as f64 * r.lot_cost <= cash
     }
-    // Most calls can afford nothing (the cash left is under a lot): a cheap
-    // first filter on what `candidates` asks first, which then looks at the
-    // assets it kept alone.
+    // Most calls can afford nothing (the cash left is under a lot): what
+    // `candidates` asks first is asked alone, with no list written; then
+    // the same filter lists the assets it kept, for `candidates` to look at.
+    let opens = |r: &Row| r.tradable & (r.sell == 0) & affordable(r, cash);
+    if !rows.iter().fold(false, |any, r| any | opens(r)) {
+        return false;
+    }
     open.clear();
     open.resize(rows.len(), 0);
     let mut kept = 0;
     for (i, r) in rows.iter().enumerate() {
         open[kept] = i;
-        kept += usize::from(r.tradable & (r.sell == 0) & affordable(r, cash));
+        kept += usize::from(opens(r));
     }
     open.truncate(kept);
-    if open.is_empty() {
-        return false;
-    }
     // (Only grown: a deficit is written before it is read, and a `resize`
     // from empty would be a `memset` call per top-up.)
     if deficits.len() < rows.len() {
