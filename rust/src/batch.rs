@@ -616,6 +616,10 @@ fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, sta
     // per column, not once per portfolio and column.
     let n = found.status.len();
     let book = book.portfolios(first..first + n);
+    // The holdings columns the scan reads cut to one length, so a portfolio's
+    // rows are checked against it once rather than once per column.
+    let rows = book.asset.len().min(book.amount_float.len()).min(book.target.len());
+    let book = BookRef { asset: &book.asset[..rows], amount_float: &book.amount_float[..rows], target: &book.target[..rows], ..book };
     let state = StateRef { last_rebalance_ms: &state.last_rebalance_ms[..n], next_check_ms: &state.next_check_ms[..n], locked: &state.locked[..n] };
     let (value, deviation, relative) = (&mut found.value[..n], &mut found.deviation[..n], &mut found.relative[..n]);
     for k in 0..n {
