@@ -138,8 +138,9 @@ impl Drift {
     fn measure_by(held: impl Iterator<Item = (f64, f64)>, value: f64, breached: impl Fn(f64, f64) -> bool) -> Drift {
         let inverse = 1.0 / value; // one division per portfolio, not per holding
         // `fold`, not `for`: a chained cash row becomes a second loop instead
-        // of a check on every holding.
-        held.fold(Drift::default(), |mut drift, (held, target)| {
+        // of a check on every holding. Breaches are or-ed into a byte, not
+        // the bool field: LLVM re-masks a bool to one bit on every holding.
+        let (drift, hits) = held.fold((Drift::default(), 0u8), |(mut drift, mut hits), (held, target)| {
             let d = (held * inverse - target).abs();
             if d > drift.deviation {
                 drift.deviation = d;
@@ -149,10 +150,11 @@ impl Drift {
                 if relative > drift.relative {
                     drift.relative = relative;
                 }
-                drift.breached |= breached(d, target);
+                hits |= u8::from(breached(d, target));
             }
-            drift
-        })
+            (drift, hits)
+        });
+        Drift { breached: hits != 0, ..drift }
     }
 }
 
