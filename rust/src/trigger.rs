@@ -60,14 +60,18 @@ impl Band {
     }
 }
 
-/// A band's edge around target t as `fixed + per_target · t`: (θ, 0) for an
-/// absolute band, (0, θ) for a relative one, (∞, 0) for none. The same bits
-/// as [`Band::exceeded_by`] (x + 0 and 0 + x are x) with no branch on the
-/// kind: in a mixed book a branch on it mispredicts from one portfolio to the next.
+/// A band's edge around target t as `per_target · t + offset`, `offset`
+/// being the fixed part less [`BAND_TOLERANCE`]: (0, θ − tol) for an
+/// absolute band, (θ, 0 − tol) for a relative one, (0, ∞) for none. The same
+/// bits as `(fixed + per_target · t) − tol` (what [`Band::exceeded_by`]
+/// works out) because one part is +0: 0 · t + (θ − tol) is θ − tol, which is
+/// never −0, and θt + (0 − tol) is θt − tol. So one addition per holding,
+/// and no branch on the kind: in a mixed book a branch on it mispredicts
+/// from one portfolio to the next.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Edge {
-    fixed: f64,
     per_target: f64,
+    offset: f64,
 }
 
 impl Edge {
@@ -76,22 +80,22 @@ impl Edge {
     pub fn of(band: Option<Band>) -> Edge {
         let (width, banded) = (band.map_or(0.0, |b| b.width), band.is_some());
         let relative = band.is_some_and(|b| b.kind == BandKind::Relative);
-        let fixed = select_unpredictable(relative, 0.0, width);
+        let fixed = select_unpredictable(banded, select_unpredictable(relative, 0.0, width), f64::INFINITY);
         Edge {
-            fixed: select_unpredictable(banded, fixed, f64::INFINITY),
             per_target: select_unpredictable(banded & relative, width, 0.0),
+            offset: fixed - BAND_TOLERANCE,
         }
     }
 
     /// No band: nothing is ever outside it.
     pub fn is_none(self) -> bool {
-        self.fixed == f64::INFINITY
+        self.offset == f64::INFINITY
     }
 
     /// Whether a deviation `d` from `target` reaches the edge.
     #[inline]
     pub fn exceeded_by(self, d: f64, target: f64) -> bool {
-        d >= (self.fixed + self.per_target * target) - BAND_TOLERANCE
+        d >= self.per_target * target + self.offset
     }
 }
 
@@ -124,6 +128,22 @@ mod tests {
         assert!(Band::new_checked(2.0, BandKind::Relative).is_ok());
     }
 
+    #[test]
+    fn an_edge_keeps_its_bits_at_special_values() {
+        let special = [0.0, -0.0, BAND_TOLERANCE, -BAND_TOLERANCE, 1e-300, 5e-324, 0.05, 1.0, f64::MAX, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+        for (width, d, target) in special.into_iter().flat_map(|w| special.into_iter().flat_map(move |d| special.map(|t| (w, d, t)))) {
+            for (banded, relative) in [(false, false), (true, false), (true, true)] {
+                let kind = if relative { BandKind::Relative } else { BandKind::Absolute };
+                let edge = Edge::of(banded.then_some(Band { width, kind }));
+                let (fixed, per_target) = [(f64::INFINITY, 0.0), (width, 0.0), (0.0, width)][usize::from(banded) + usize::from(relative)];
+                let full = (fixed + per_target * target) - BAND_TOLERANCE;
+                for d in [d, full] {
+                    assert_eq!(edge.exceeded_by(d, target), d >= full, "{width} {d} {target} {banded} {relative}");
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn an_edge_decides_as_its_band_does(width in 1e-6..0.999f64, relative: bool, d in 0.0..1.0f64, target in 0.0..=1.0f64) {
@@ -134,6 +154,24 @@ mod tests {
             let on = band.half_width(target) - BAND_TOLERANCE;
             proptest::prop_assert_eq!(Edge::of(Some(band)).exceeded_by(on, target), band.exceeded_by(on, target));
             proptest::prop_assert!(!Edge::of(None).exceeded_by(d, target) && Edge::of(None).is_none() && !Edge::of(Some(band)).is_none());
+        }
+
+        #[test]
+        fn an_edge_decides_as_fixed_plus_per_target_less_the_tolerance(width: u64, relative: bool, banded: bool, d: u64, target: u64) {
+            // Any bits, NaN, infinities and −0 among them: the folded
+            // tolerance gives the same decision as the sum worked out in full.
+            let (width, d, target) = (f64::from_bits(width), f64::from_bits(d), f64::from_bits(target));
+            let kind = if relative { BandKind::Relative } else { BandKind::Absolute };
+            let edge = Edge::of(banded.then_some(Band { width, kind }));
+            let (fixed, per_target) = match (banded, relative) {
+                (false, _) => (f64::INFINITY, 0.0),
+                (true, false) => (width, 0.0),
+                (true, true) => (0.0, width),
+            };
+            proptest::prop_assert_eq!(edge.exceeded_by(d, target), d >= (fixed + per_target * target) - BAND_TOLERANCE);
+            // On the edge itself, where a bit either way decides.
+            let on = (fixed + per_target * target) - BAND_TOLERANCE;
+            proptest::prop_assert!(edge.exceeded_by(on, target) == (on >= on));
         }
     }
 }
