@@ -24,7 +24,7 @@ def machine() -> dict[str, Any]:
 def speed_check_ms() -> float:
     """Milliseconds of a fixed single-threaded workload: SHA-256 of 128 MB
     (16 MB hashed eight times). A shared VM's speed drifts: on this
-    project's machine it takes ~340 ms in fast spells and 550–620 ms in slow
+    project's machine it takes ~340 ms in fast spells and 470–630 ms in slow
     ones. The benchmarks time it at their start and end and report both
     (`speed_check_ms`), so figures from different minutes can be compared."""
     block = bytes(16 << 20)
