@@ -17,6 +17,8 @@ use crate::market::{Market, Quote};
 use crate::plan::{plan_to, Leg, PlanOutput, PlanParams, Scratch, Side, Skip};
 use crate::portfolio::{asset_name, check_price, Drift, PortfolioRef};
 use crate::trigger::Edge;
+pub(crate) use in_order::run_in_order;
+use in_order::Legs;
 
 /// What the tick did with a portfolio (the `status` column).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -79,6 +81,24 @@ where
     }
 }
 
+/// `$op!(column)` for every column of [`LegColumns`].
+macro_rules! every_column {
+    ($op:ident) => {
+        $op!(portfolio);
+        $op!(portfolio_id);
+        $op!(leg);
+        $op!(asset);
+        $op!(side);
+        $op!(lots);
+        $op!(amount);
+        $op!(price);
+        $op!(notional);
+        $op!(fee);
+        $op!(epoch);
+        $op!(purpose);
+    };
+}
+
 /// Orders (or skipped legs) as columns.
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct LegColumns {
@@ -110,22 +130,35 @@ impl LegColumns {
         self.portfolio.is_empty()
     }
 
-    /// Columns with room for `n` legs each.
-    fn with_capacity(n: usize) -> LegColumns {
-        LegColumns {
-            portfolio: Vec::with_capacity(n),
-            portfolio_id: Vec::with_capacity(n),
-            leg: Vec::with_capacity(n),
-            asset: Vec::with_capacity(n),
-            side: Vec::with_capacity(n),
-            lots: Vec::with_capacity(n),
-            amount: Vec::with_capacity(2 * n),
-            price: Vec::with_capacity(n),
-            notional: Vec::with_capacity(n),
-            fee: Vec::with_capacity(n),
-            epoch: Vec::with_capacity(n),
-            purpose: Vec::with_capacity(n),
+    /// Room for `n` more legs in every column.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        macro_rules! reserve {
+            ($column:ident) => {
+                self.$column.reserve(n)
+            };
         }
+        every_column!(reserve);
+        self.amount.reserve(2 * n); // two words a leg
+    }
+
+    /// Appends `other`'s legs after these.
+    pub(crate) fn append(&mut self, other: &LegColumns) {
+        macro_rules! append {
+            ($column:ident) => {
+                self.$column.extend_from_slice(&other.$column)
+            };
+        }
+        every_column!(append);
+    }
+
+    /// No legs; the room stays.
+    pub(crate) fn clear(&mut self) {
+        macro_rules! clear {
+            ($column:ident) => {
+                self.$column.clear()
+            };
+        }
+        every_column!(clear);
     }
 
     /// Gives the legs pushed since the last tag their purpose.
@@ -160,33 +193,6 @@ impl LegColumns {
         self.lots.push(lots);
         self.amount.extend(amount_words(amount));
     }
-
-    /// Tasks that fill each column of `out` with the `parts`' columns end to end.
-    fn copies<'a>(parts: &'a [LegColumns], out: &'a mut LegColumns) -> Vec<Box<dyn FnOnce() + Send + 'a>> {
-        let LegColumns { portfolio, portfolio_id, leg, asset, side, lots, amount, price, notional, fee, epoch, purpose } = out;
-        vec![
-            Box::new(move || *portfolio = gather(parts, |p| &p.portfolio)),
-            Box::new(move || *portfolio_id = gather(parts, |p| &p.portfolio_id)),
-            Box::new(move || *leg = gather(parts, |p| &p.leg)),
-            Box::new(move || *asset = gather(parts, |p| &p.asset)),
-            Box::new(move || *side = gather(parts, |p| &p.side)),
-            Box::new(move || *lots = gather(parts, |p| &p.lots)),
-            Box::new(move || *amount = gather(parts, |p| &p.amount)),
-            Box::new(move || *price = gather(parts, |p| &p.price)),
-            Box::new(move || *notional = gather(parts, |p| &p.notional)),
-            Box::new(move || *fee = gather(parts, |p| &p.fee)),
-            Box::new(move || *epoch = gather(parts, |p| &p.epoch)),
-            Box::new(move || *purpose = gather(parts, |p| &p.purpose)),
-        ]
-    }
-}
-
-/// One column of every part, end to end, written once: the column is
-/// allocated, not zero-filled, and each part appended.
-fn gather<T: Copy>(parts: &[LegColumns], get: fn(&LegColumns) -> &[T]) -> Vec<T> {
-    let mut column = Vec::with_capacity(parts.iter().map(|p| get(p).len()).sum());
-    parts.iter().for_each(|part| column.extend_from_slice(get(part)));
-    column
 }
 
 /// Everything one tick produced.
@@ -320,8 +326,16 @@ pub fn tick(
     check_state(book, &state)?;
     let quotes = quotes(book, markets, prices)?;
     let mut batch = Batch { portfolios: Scanned::sized(book.len()), ..Batch::default() };
-    let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let chunk = chunk_size(book.len());
+    // A fused tick plans as it scans: inline only when it is one chunk anyway.
+    let inline = book.len() <= chunk;
+    let room = if inline {
+        (0, 0)
+    } else {
+        let seen = StateRef { last_rebalance_ms: state.last_rebalance_ms, next_check_ms: state.next_check_ms, locked: state.locked };
+        room(book, |i| look(book, i, prices, now_ms, &seen).1 == Status::Rebalance)
+    };
+    let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let tasks: Vec<_> = batch
         .portfolios
         .chunks_mut(chunk)
@@ -331,11 +345,9 @@ pub fn tick(
         .zip(epoch.chunks_mut(chunk))
         .map(|((((found, last), next), lock), epoch)| (found, last, next, lock, epoch))
         .collect();
-    // A fused tick plans as it scans: inline only when it is one chunk anyway.
-    let inline = book.len() <= chunk;
     let moment = Moment { quotes: &quotes, now_ms, commit };
-    let parts: Vec<(LegColumns, LegColumns)> =
-        run_tasks(tasks, inline, <(Vec<u8>, Worker)>::default, |(actions, worker), (c, (mut found, last, next, lock, epoch))| {
+    (batch.orders, batch.skips) =
+        run_in_order(tasks, inline, room, <(Vec<u8>, Worker)>::default, |(actions, worker), c, (mut found, last, next, lock, epoch), out| {
             let first = c * chunk;
             // The whole chunk is scanned, then its triggered portfolios are
             // planned: the scan's loop stays tight, and the rows to plan are
@@ -344,9 +356,8 @@ pub fn tick(
             let triggered = |status: u8| status == Status::Rebalance as u8;
             actions.clear();
             actions.extend(found.status.iter().map(|&status| if triggered(status) { ACTION_REBALANCE } else { ACTION_NONE }));
-            act_on_chunk(book, first, actions, ChunkState { status: found.status, last, next, lock, epoch }, moment, worker)
+            act_on_chunk(book, first, actions, ChunkState { status: found.status, last, next, lock, epoch }, moment, worker, out);
         });
-    (batch.orders, batch.skips) = gather_parts(parts, inline);
     Ok(batch)
 }
 
@@ -459,12 +470,11 @@ pub fn plan(
         .map(|(((((&start, status), last), next), lock), epoch)| (start, status, last, next, lock, epoch))
         .collect();
     let moment = Moment { quotes: &quotes, now_ms, commit };
-    let parts: Vec<(LegColumns, LegColumns)> =
-        run_tasks(tasks, inline, Worker::default, |worker, (_, (start, status, last, next, lock, epoch))| {
-            let action = &action[start..start + status.len()];
-            act_on_chunk(book, start, action, ChunkState { status, last, next, lock, epoch }, moment, worker)
-        });
-    Ok(gather_parts(parts, inline))
+    let room = if inline { (0, 0) } else { room(book, |i| action[i] != ACTION_NONE) };
+    Ok(run_in_order(tasks, inline, room, Worker::default, |worker, _, (start, status, last, next, lock, epoch), out| {
+        let action = &action[start..start + status.len()];
+        act_on_chunk(book, start, action, ChunkState { status, last, next, lock, epoch }, moment, worker, out);
+    }))
 }
 
 /// Where each of about `tasks` portfolio ranges of a plan pass starts (the
@@ -539,33 +549,30 @@ fn plan_quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64], action: &
     Ok(all)
 }
 
-/// The chunks' orders and skips, each column end to end. A column is one
-/// copying task, so the two dozen columns keep every core busy (a Book of
-/// one chunk hands its columns over as they are).
-pub(crate) fn gather_parts(parts: Vec<(LegColumns, LegColumns)>, inline: bool) -> (LegColumns, LegColumns) {
-    let parts = match <[_; 1]>::try_from(parts) {
-        Ok([only]) => return only,
-        Err(parts) => parts,
-    };
-    let (orders, skips): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-    let mut out = (LegColumns::default(), LegColumns::default());
-    let mut copies = LegColumns::copies(&orders, &mut out.0);
-    copies.extend(LegColumns::copies(&skips, &mut out.1));
-    if inline {
-        copies.into_iter().for_each(|copy| copy());
-    } else {
-        rayon::scope(|s| copies.into_iter().for_each(|copy| s.spawn(move |_| copy())));
-    }
-    out
-}
+/// How many blocks of how many portfolios [`room`] looks at.
+const SAMPLE_BLOCKS: usize = 32;
+const SAMPLE_BLOCK: usize = 64;
 
-/// Room for the orders and skips of the portfolios at positions `plans`
-/// from `first`, so a chunk's columns rarely grow as they are written: a
-/// rebalance sends at most one order per holding (SPEC §2) and skips fewer
-/// legs than it sends.
-fn reserve(book: &BookRef<'_>, first: usize, plans: impl Iterator<Item = usize>) -> (LegColumns, LegColumns) {
-    let rows: usize = plans.map(|k| book.rows(first + k).len()).sum();
-    (LegColumns::with_capacity(rows), LegColumns::with_capacity(rows / 2))
+/// Room for the legs of a pass over `book` (orders, skips), judged before
+/// any task runs (see [`run_in_order`]) from blocks of portfolios spread
+/// over the Book (`acts(i)`: portfolio i will be planned): the holdings of
+/// those that act, scaled to the Book, a quarter more for orders (a
+/// rebalance sends at most one order per holding, SPEC §2), half that for
+/// skips. A bad guess costs time, nothing else: the columns grow.
+fn room(book: &BookRef<'_>, acts: impl Fn(usize) -> bool) -> (usize, usize) {
+    let n = book.len();
+    let (mut sampled, mut rows) = (0, 0);
+    for b in 0..SAMPLE_BLOCKS {
+        let start = b * n / SAMPLE_BLOCKS;
+        for i in start..(start + SAMPLE_BLOCK).min((b + 1) * n / SAMPLE_BLOCKS) {
+            sampled += 1;
+            if acts(i) {
+                rows += book.rows(i).len();
+            }
+        }
+    }
+    let rows = (rows * n).checked_div(sampled).unwrap_or(0);
+    (rows + rows / 4, rows / 2)
 }
 
 /// The prices' quotes and the time a tick or plan pass acts at, and whether it commits.
@@ -588,17 +595,22 @@ struct ChunkState<'a> {
 /// Carries out `action` (one per portfolio) for the chunk of portfolios
 /// from `first`, whose rows of the state are `state`: the portfolios to act
 /// on are listed, room made for their orders, the planner's inputs read
-/// ahead, then each [`act`]ed on in order. Returns the chunk's orders and skips.
-fn act_on_chunk(book: &BookRef<'_>, first: usize, action: &[u8], state: ChunkState<'_>, at: Moment<'_>, worker: &mut Worker) -> (LegColumns, LegColumns) {
+/// ahead, then each [`act`]ed on in order, its orders and skips appended to `out`.
+#[allow(clippy::too_many_arguments)]
+fn act_on_chunk(book: &BookRef<'_>, first: usize, action: &[u8], state: ChunkState<'_>, at: Moment<'_>, worker: &mut Worker, out: &mut Legs) {
     let ChunkState { status, last, next, lock, epoch } = state;
     let acting = acting(book, first, (next, at.now_ms), |k| action[k], &mut worker.acting);
-    let mut out = reserve(book, first, acting.iter().copied().filter(|&k| action[k] != ACTION_NONE));
+    // Room for the chunk's legs, so its columns rarely grow as they are
+    // written: a rebalance sends at most one order per holding (SPEC §2)
+    // and skips fewer legs than it sends.
+    let rows: usize = acting.iter().filter(|&&k| action[k] != ACTION_NONE).map(|&k| book.rows(first + k).len()).sum();
+    out.0.reserve(rows);
+    out.1.reserve(rows / 2);
     worker.planner.staged.read(book, first, acting.iter().copied().filter(|&k| action[k] == ACTION_REBALANCE));
     for &k in acting.iter() {
         let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
-        act(book, first + k, action[k], &mut status[k], cells, at, &mut worker.planner, &mut out);
+        act(book, first + k, action[k], &mut status[k], cells, at, &mut worker.planner, out);
     }
-    out
 }
 
 /// The state cells of one portfolio that a plan commits.
@@ -630,7 +642,7 @@ fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, sta
 
 /// Value, deviations and status of portfolio i of `book`, whose state is
 /// row i of `state`. Nothing is planned or changed.
-#[inline]
+#[inline(always)] // into the scan's loop, though [`room`] calls it too
 fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &StateRef<'_>) -> (Scan, Status) {
     if !book.active[i] {
         return (Scan::default(), Status::Inactive);
@@ -696,7 +708,7 @@ fn act(
     cells: Cells<'_>,
     Moment { quotes, now_ms, commit }: Moment<'_>,
     planner: &mut Planner,
-    out: &mut (LegColumns, LegColumns),
+    out: &mut Legs,
 ) {
     let calendar = book.trigger[i] == TRIGGER_CALENDAR;
     let next_epoch = cells.epoch.wrapping_add(1);
@@ -752,6 +764,7 @@ struct Scan {
 }
 
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
+#[inline(always)] // (as `look`)
 fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], edge: Edge) -> Scan {
     let rows = book.rows(i);
     let targets = &book.target[rows.clone()];
@@ -828,6 +841,7 @@ impl PlanOutput for Emit<'_> {
     }
 }
 
+mod in_order;
 #[cfg(test)]
 mod probe;
 

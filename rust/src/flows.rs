@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use crate::batch::{chunk_size, run_tasks, LegColumns, CHUNK, INLINE_PORTFOLIOS, PURPOSE_EXIT, PURPOSE_INVEST};
+use crate::batch::{chunk_size, run_in_order, run_tasks, LegColumns, CHUNK, INLINE_PORTFOLIOS, PURPOSE_EXIT, PURPOSE_INVEST};
 use crate::book::{amount_at, amount_words, BookRef};
 use crate::error::{CoreError, Result};
 use crate::lots::{price_decimal, Amount, FLOAT_DOUBT};
@@ -83,22 +83,19 @@ pub fn quotes(book: &BookRef<'_>, slots: &[usize], markets: &[Market], prices: &
     Ok(markets.iter().zip(prices).map(|(m, &price)| Quote::new(m, price)).collect())
 }
 
-/// Runs `visit` over the slots in parallel chunks and gathers the orders and
-/// skips in slot order.
-fn over_slots(slots: &[usize], purpose: u8, visit: impl Fn(usize, &mut (LegColumns, LegColumns)) + Sync) -> (LegColumns, LegColumns) {
-    let parts: Vec<(LegColumns, LegColumns)> = slots
-        .par_chunks(CHUNK)
-        .map(|chunk| {
-            let mut out = (LegColumns::default(), LegColumns::default());
-            for &i in chunk {
-                visit(i, &mut out);
-            }
-            out.0.tag(purpose);
-            out.1.tag(purpose);
-            out
-        })
-        .collect();
-    crate::batch::gather_parts(parts, false)
+/// Runs `visit` over the slots in parallel chunks, the orders and skips in slot order.
+fn over_slots(book: &BookRef<'_>, slots: &[usize], purpose: u8, visit: impl Fn(usize, &mut (LegColumns, LegColumns)) + Sync) -> (LegColumns, LegColumns) {
+    let chunks: Vec<&[usize]> = slots.chunks(CHUNK).collect();
+    let inline = chunks.len() <= 1;
+    // At most an order and a skipped leg per holding.
+    let rows: usize = slots.iter().map(|&i| book.rows(i).len()).sum();
+    run_in_order(chunks, inline, (rows, rows / 2), || (), |_, _, chunk, out| {
+        for &i in chunk {
+            visit(i, out);
+        }
+        out.0.tag(purpose);
+        out.1.tag(purpose);
+    })
 }
 
 fn skip_reason(refusal: Refusal) -> SkipReason {
@@ -160,7 +157,7 @@ struct Buy {
 /// `epoch` and the wanted amount in whole lots. `quotes` must come from
 /// [`quotes`] with [`Flow::Invest`], `slots` from [`check_slots`].
 pub fn invest(book: &BookRef<'_>, slots: &[usize], quotes: &[Quote], epoch: &[u32]) -> (LegColumns, LegColumns) {
-    over_slots(slots, PURPOSE_INVEST, |i, out| invest_one(book, i, quotes, epoch[i], out))
+    over_slots(book, slots, PURPOSE_INVEST, |i, out| invest_one(book, i, quotes, epoch[i], out))
 }
 
 pub(crate) fn invest_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u32, (orders, skips): &mut (LegColumns, LegColumns)) {
@@ -311,7 +308,7 @@ fn settle(buys: &mut [Buy], cash: Amount, quotes: &[Quote]) {
 /// carry that price (NaN) and notional as given. `quotes` must come from
 /// [`quotes`] with [`Flow::Exit`].
 pub fn exit(book: &BookRef<'_>, slots: &[usize], quotes: &[Quote], epoch: &[u32]) -> (LegColumns, LegColumns) {
-    over_slots(slots, PURPOSE_EXIT, |i, out| exit_one(book, i, quotes, epoch[i], out))
+    over_slots(book, slots, PURPOSE_EXIT, |i, out| exit_one(book, i, quotes, epoch[i], out))
 }
 
 pub(crate) fn exit_one(book: &BookRef<'_>, i: usize, quotes: &[Quote], epoch: u32, (orders, skips): &mut (LegColumns, LegColumns)) {
