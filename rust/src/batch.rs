@@ -325,40 +325,40 @@ pub fn tick(
 ) -> Result<Batch> {
     check_state(book, &state)?;
     let quotes = quotes(book, markets, prices)?;
-    let mut batch = Batch { portfolios: Scanned::sized(book.len()), ..Batch::default() };
-    let chunk = chunk_size(book.len());
+    let n = book.len();
+    let chunk = chunk_size(n);
     // A fused tick plans as it scans: inline only when it is one chunk anyway.
     let inline = book.len() <= chunk;
-    let room = if inline {
-        (0, 0)
+    let legs = if inline {
+        Legs::default()
     } else {
         let seen = StateRef { last_rebalance_ms: state.last_rebalance_ms, next_check_ms: state.next_check_ms, locked: state.locked };
-        room(book, |i| look(book, i, prices, now_ms, &seen).1 == Status::Rebalance)
+        legs_with_room(book, |i| look(book, i, prices, now_ms, &seen).1 == Status::Rebalance)
     };
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
-    let tasks: Vec<_> = batch
-        .portfolios
+    let tasks: Vec<_> = last_rebalance_ms
         .chunks_mut(chunk)
-        .zip(last_rebalance_ms.chunks_mut(chunk))
         .zip(next_check_ms.chunks_mut(chunk))
         .zip(locked.chunks_mut(chunk))
         .zip(epoch.chunks_mut(chunk))
-        .map(|((((found, last), next), lock), epoch)| (found, last, next, lock, epoch))
+        .map(|(((last, next), lock), epoch)| (last, next, lock, epoch))
         .collect();
     let moment = Moment { quotes: &quotes, now_ms, commit };
-    (batch.orders, batch.skips) =
-        run_in_order(tasks, inline, room, <(Vec<u8>, Worker)>::default, |(actions, worker), c, (mut found, last, next, lock, epoch), out| {
+    let out = (Scanned::with_capacity(n), legs);
+    let (portfolios, (orders, skips)) =
+        run_in_order(tasks, inline, out, <(Vec<u8>, Worker)>::default, |(actions, worker), c, (last, next, lock, epoch), (scanned, legs)| {
             let first = c * chunk;
             // The whole chunk is scanned, then its triggered portfolios are
             // planned: the scan's loop stays tight, and the rows to plan are
             // still in cache.
+            let mut found = scanned.grow(last.len());
             scan_chunk(book, first, prices, now_ms, StateRef { last_rebalance_ms: last, next_check_ms: next, locked: lock }, &mut found);
             let triggered = |status: u8| status == Status::Rebalance as u8;
             actions.clear();
             actions.extend(found.status.iter().map(|&status| if triggered(status) { ACTION_REBALANCE } else { ACTION_NONE }));
-            act_on_chunk(book, first, actions, ChunkState { status: found.status, last, next, lock, epoch }, moment, worker, out);
+            act_on_chunk(book, first, actions, ChunkState { status: found.status, last, next, lock, epoch }, moment, worker, legs);
         });
-    Ok(batch)
+    Ok(Batch { portfolios, orders, skips })
 }
 
 /// What [`scan`] finds per portfolio: value, deviations and status, where
@@ -372,34 +372,44 @@ pub struct Scanned {
 }
 
 impl Scanned {
-    /// Zeroed columns for `n` portfolios. A large Book's are zeroed on the
-    /// pool: memory the allocator hands back from the last tick is cleared
-    /// by `calloc` on the calling thread, 25 MB for a million portfolios
-    /// before any work starts.
-    fn sized(n: usize) -> Scanned {
-        fn zeros<T: Copy + Default + Send>(n: usize) -> Vec<T> {
-            if crate::workers::inline(n, INLINE_PORTFOLIOS) {
-                return vec![T::default(); n];
-            }
-            let mut column = Vec::with_capacity(n);
-            column.par_extend(rayon::iter::repeat_n(T::default(), n));
-            column
-        }
-        Scanned { value: zeros(n), max_deviation: zeros(n), max_relative_deviation: zeros(n), status: zeros(n) }
+    /// Empty columns with room for `n` portfolios (filled by [`run_in_order`], never zero-filled).
+    fn with_capacity(n: usize) -> Scanned {
+        Scanned { value: Vec::with_capacity(n), max_deviation: Vec::with_capacity(n), max_relative_deviation: Vec::with_capacity(n), status: Vec::with_capacity(n) }
     }
 
-    /// The columns in chunks of `chunk` portfolios.
-    fn chunks_mut(&mut self, chunk: usize) -> impl Iterator<Item = Found<'_>> {
-        self.value
-            .chunks_mut(chunk)
-            .zip(self.max_deviation.chunks_mut(chunk))
-            .zip(self.max_relative_deviation.chunks_mut(chunk))
-            .zip(self.status.chunks_mut(chunk))
-            .map(|(((value, deviation), relative), status)| Found { value, deviation, relative, status })
+    /// Rows for `n` more portfolios, for a scan to fill.
+    fn grow(&mut self, n: usize) -> Found<'_> {
+        fn tail<T: Copy + Default>(column: &mut Vec<T>, n: usize) -> &mut [T] {
+            let start = column.len();
+            column.resize(start + n, T::default());
+            &mut column[start..]
+        }
+        Found {
+            value: tail(&mut self.value, n),
+            deviation: tail(&mut self.max_deviation, n),
+            relative: tail(&mut self.max_relative_deviation, n),
+            status: tail(&mut self.status, n),
+        }
+    }
+
+    /// Appends `other`'s portfolios after these.
+    pub(crate) fn append(&mut self, other: &Scanned) {
+        self.value.extend_from_slice(&other.value);
+        self.max_deviation.extend_from_slice(&other.max_deviation);
+        self.max_relative_deviation.extend_from_slice(&other.max_relative_deviation);
+        self.status.extend_from_slice(&other.status);
+    }
+
+    /// No portfolios; the room stays.
+    pub(crate) fn clear(&mut self) {
+        self.value.clear();
+        self.max_deviation.clear();
+        self.max_relative_deviation.clear();
+        self.status.clear();
     }
 }
 
-/// One chunk of the [`Scanned`] columns.
+/// Rows of the [`Scanned`] columns for a chunk to fill.
 struct Found<'a> {
     value: &'a mut [f64],
     deviation: &'a mut [f64],
@@ -414,19 +424,17 @@ pub fn scan(book: &BookRef<'_>, state: StateRef<'_>, markets: &[Market], prices:
     let n = book.len();
     check_lengths(n, &[state.last_rebalance_ms.len(), state.next_check_ms.len(), state.locked.len()])?;
     quotes(book, markets, prices)?; // refuses a bad price of a held asset
-    let mut out = Scanned::sized(n);
     let chunk = chunk_size(n);
-    let tasks: Vec<_> = out.chunks_mut(chunk).collect();
-    run_tasks(tasks, crate::workers::inline(n, INLINE_PORTFOLIOS), || (), |_, (c, mut found)| {
-        let rows = c * chunk..c * chunk + found.status.len();
+    let tasks: Vec<Range<usize>> = (0..n).step_by(chunk.max(1)).map(|start| start..(start + chunk).min(n)).collect();
+    let inline = crate::workers::inline(n, INLINE_PORTFOLIOS);
+    Ok(run_in_order(tasks, inline, Scanned::with_capacity(n), || (), |_, _, rows, scanned| {
         let seen = StateRef {
             last_rebalance_ms: &state.last_rebalance_ms[rows.clone()],
             next_check_ms: &state.next_check_ms[rows.clone()],
             locked: &state.locked[rows.clone()],
         };
-        scan_chunk(book, rows.start, prices, now_ms, seen, &mut found);
-    });
-    Ok(out)
+        scan_chunk(book, rows.start, prices, now_ms, seen, &mut scanned.grow(rows.len()));
+    }))
 }
 
 /// The second half of a tick: carries out each portfolio's `action` —
@@ -470,8 +478,8 @@ pub fn plan(
         .map(|(((((&start, status), last), next), lock), epoch)| (start, status, last, next, lock, epoch))
         .collect();
     let moment = Moment { quotes: &quotes, now_ms, commit };
-    let room = if inline { (0, 0) } else { room(book, |i| action[i] != ACTION_NONE) };
-    Ok(run_in_order(tasks, inline, room, Worker::default, |worker, _, (start, status, last, next, lock, epoch), out| {
+    let legs = if inline { Legs::default() } else { legs_with_room(book, |i| action[i] != ACTION_NONE) };
+    Ok(run_in_order(tasks, inline, legs, Worker::default, |worker, _, (start, status, last, next, lock, epoch), out| {
         let action = &action[start..start + status.len()];
         act_on_chunk(book, start, action, ChunkState { status, last, next, lock, epoch }, moment, worker, out);
     }))
@@ -549,17 +557,17 @@ fn plan_quotes(book: &BookRef<'_>, markets: &[Market], prices: &[f64], action: &
     Ok(all)
 }
 
-/// How many blocks of how many portfolios [`room`] looks at.
+/// How many blocks of how many portfolios [`legs_with_room`] looks at.
 const SAMPLE_BLOCKS: usize = 32;
 const SAMPLE_BLOCK: usize = 64;
 
-/// Room for the legs of a pass over `book` (orders, skips), judged before
+/// Empty columns for the legs of a pass over `book`, with room judged before
 /// any task runs (see [`run_in_order`]) from blocks of portfolios spread
 /// over the Book (`acts(i)`: portfolio i will be planned): the holdings of
 /// those that act, scaled to the Book, a quarter more for orders (a
 /// rebalance sends at most one order per holding, SPEC §2), half that for
 /// skips. A bad guess costs time, nothing else: the columns grow.
-fn room(book: &BookRef<'_>, acts: impl Fn(usize) -> bool) -> (usize, usize) {
+fn legs_with_room(book: &BookRef<'_>, acts: impl Fn(usize) -> bool) -> Legs {
     let n = book.len();
     let (mut sampled, mut rows) = (0, 0);
     for b in 0..SAMPLE_BLOCKS {
@@ -572,7 +580,10 @@ fn room(book: &BookRef<'_>, acts: impl Fn(usize) -> bool) -> (usize, usize) {
         }
     }
     let rows = (rows * n).checked_div(sampled).unwrap_or(0);
-    (rows + rows / 4, rows / 2)
+    let mut legs = Legs::default();
+    legs.0.reserve(rows + rows / 4);
+    legs.1.reserve(rows / 2);
+    legs
 }
 
 /// The prices' quotes and the time a tick or plan pass acts at, and whether it commits.
@@ -642,7 +653,7 @@ fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, sta
 
 /// Value, deviations and status of portfolio i of `book`, whose state is
 /// row i of `state`. Nothing is planned or changed.
-#[inline(always)] // into the scan's loop, though [`room`] calls it too
+#[inline(always)] // into the scan's loop, though [`legs_with_room`] calls it too
 fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &StateRef<'_>) -> (Scan, Status) {
     if !book.active[i] {
         return (Scan::default(), Status::Inactive);

@@ -89,7 +89,10 @@ fn over_slots(book: &BookRef<'_>, slots: &[usize], purpose: u8, visit: impl Fn(u
     let inline = chunks.len() <= 1;
     // At most an order and a skipped leg per holding.
     let rows: usize = slots.iter().map(|&i| book.rows(i).len()).sum();
-    run_in_order(chunks, inline, (rows, rows / 2), || (), |_, _, chunk, out| {
+    let mut legs = (LegColumns::default(), LegColumns::default());
+    legs.0.reserve(rows);
+    legs.1.reserve(rows / 2);
+    run_in_order(chunks, inline, legs, || (), |_, _, chunk, out| {
         for &i in chunk {
             visit(i, out);
         }
