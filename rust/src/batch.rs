@@ -332,8 +332,18 @@ pub fn tick(
     let legs = if inline {
         Legs::default()
     } else {
-        let seen = StateRef { last_rebalance_ms: state.last_rebalance_ms, next_check_ms: state.next_check_ms, locked: state.locked };
-        legs_with_room(book, |i| look(book, i, prices, now_ms, &seen).1 == Status::Rebalance)
+        // The sample scanned as the tick will scan it (one scan in the binary: `look` inlined once).
+        let mut found = Scanned::default();
+        legs_with_room(book, |block| {
+            let seen = StateRef {
+                last_rebalance_ms: &state.last_rebalance_ms[block.clone()],
+                next_check_ms: &state.next_check_ms[block.clone()],
+                locked: &state.locked[block.clone()],
+            };
+            found.clear();
+            scan_chunk(book, block.start, prices, now_ms, seen, &mut found.grow(block.len()));
+            block.zip(&found.status).filter(|&(_, &status)| status == Status::Rebalance as u8).map(|(i, _)| book.rows(i).len()).sum()
+        })
     };
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let tasks: Vec<_> = last_rebalance_ms
@@ -478,7 +488,11 @@ pub fn plan(
         .map(|(((((&start, status), last), next), lock), epoch)| (start, status, last, next, lock, epoch))
         .collect();
     let moment = Moment { quotes: &quotes, now_ms, commit };
-    let legs = if inline { Legs::default() } else { legs_with_room(book, |i| action[i] != ACTION_NONE) };
+    let legs = if inline {
+        Legs::default()
+    } else {
+        legs_with_room(book, |block| block.filter(|&i| action[i] != ACTION_NONE).map(|i| book.rows(i).len()).sum())
+    };
     Ok(run_in_order(tasks, inline, legs, Worker::default, |worker, _, (start, status, last, next, lock, epoch), out| {
         let action = &action[start..start + status.len()];
         act_on_chunk(book, start, action, ChunkState { status, last, next, lock, epoch }, moment, worker, out);
@@ -563,21 +577,19 @@ const SAMPLE_BLOCK: usize = 64;
 
 /// Empty columns for the legs of a pass over `book`, with room judged before
 /// any task runs (see [`run_in_order`]) from blocks of portfolios spread
-/// over the Book (`acts(i)`: portfolio i will be planned): the holdings of
-/// those that act, scaled to the Book, a quarter more for orders (a
-/// rebalance sends at most one order per holding, SPEC §2), half that for
-/// skips. A bad guess costs time, nothing else: the columns grow.
-fn legs_with_room(book: &BookRef<'_>, acts: impl Fn(usize) -> bool) -> Legs {
+/// over the Book (`acting_rows(block)`: the holdings of the block's
+/// portfolios that will be planned), scaled to the Book, a quarter
+/// more for orders (a rebalance sends at most one order per holding, SPEC
+/// §2), half that for skips. A bad guess costs time, nothing else: the
+/// columns grow.
+fn legs_with_room(book: &BookRef<'_>, mut acting_rows: impl FnMut(Range<usize>) -> usize) -> Legs {
     let n = book.len();
     let (mut sampled, mut rows) = (0, 0);
     for b in 0..SAMPLE_BLOCKS {
         let start = b * n / SAMPLE_BLOCKS;
-        for i in start..(start + SAMPLE_BLOCK).min((b + 1) * n / SAMPLE_BLOCKS) {
-            sampled += 1;
-            if acts(i) {
-                rows += book.rows(i).len();
-            }
-        }
+        let block = start..(start + SAMPLE_BLOCK).min((b + 1) * n / SAMPLE_BLOCKS);
+        sampled += block.len();
+        rows += acting_rows(block);
     }
     let rows = (rows * n).checked_div(sampled).unwrap_or(0);
     let mut legs = Legs::default();
@@ -653,7 +665,7 @@ fn scan_chunk(book: &BookRef<'_>, first: usize, prices: &[f64], now_ms: i64, sta
 
 /// Value, deviations and status of portfolio i of `book`, whose state is
 /// row i of `state`. Nothing is planned or changed.
-#[inline(always)] // into the scan's loop, though [`legs_with_room`] calls it too
+#[inline]
 fn look(book: &BookRef<'_>, i: usize, prices: &[f64], now_ms: i64, state: &StateRef<'_>) -> (Scan, Status) {
     if !book.active[i] {
         return (Scan::default(), Status::Inactive);
@@ -775,7 +787,6 @@ struct Scan {
 }
 
 /// Value, deviation and band check of portfolio i, the same arithmetic as the planner's.
-#[inline(always)] // (as `look`)
 fn scan_one(book: &BookRef<'_>, i: usize, prices: &[f64], edge: Edge) -> Scan {
     let rows = book.rows(i);
     let targets = &book.target[rows.clone()];
