@@ -142,7 +142,7 @@ impl LegColumns {
     }
 
     /// Appends `other`'s legs after these.
-    pub(crate) fn append(&mut self, other: &LegColumns) {
+    fn append(&mut self, other: &LegColumns) {
         macro_rules! append {
             ($column:ident) => {
                 self.$column.extend_from_slice(&other.$column)
@@ -152,7 +152,7 @@ impl LegColumns {
     }
 
     /// No legs; the room stays.
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         macro_rules! clear {
             ($column:ident) => {
                 self.$column.clear()
@@ -328,7 +328,7 @@ pub fn tick(
     let n = book.len();
     let chunk = chunk_size(n);
     // A fused tick plans as it scans: inline only when it is one chunk anyway.
-    let inline = book.len() <= chunk;
+    let inline = n <= chunk;
     let legs = if inline {
         Legs::default()
     } else {
@@ -403,7 +403,7 @@ impl Scanned {
     }
 
     /// Appends `other`'s portfolios after these.
-    pub(crate) fn append(&mut self, other: &Scanned) {
+    fn append(&mut self, other: &Scanned) {
         self.value.extend_from_slice(&other.value);
         self.max_deviation.extend_from_slice(&other.max_deviation);
         self.max_relative_deviation.extend_from_slice(&other.max_relative_deviation);
@@ -411,7 +411,7 @@ impl Scanned {
     }
 
     /// No portfolios; the room stays.
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.value.clear();
         self.max_deviation.clear();
         self.max_relative_deviation.clear();
