@@ -638,3 +638,22 @@ def test_drawdown_tracking_gives_the_floats_of_its_numpy_arithmetic() -> None:
     for name in names:
         assert ours[name].view(np.uint64).tolist() == reference[name].view(np.uint64).tolist(), name
     assert (reference["max_drawdown"] > 0.3).any(), "the series fell: the drawdowns were exercised"
+
+
+def test_earliest_is_the_masked_minimum() -> None:
+    """`_rebal.earliest` (the first auto-invest cycle due) is numpy's
+    `values[mask].min()`, None where no value is masked, and refuses
+    columns of different lengths by name."""
+    from rebal import _rebal
+    from rebal.exceptions import ConfigError
+
+    rng = np.random.default_rng(5)
+    values = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, 10_001, dtype=np.int64)
+    for share in (0.0, 0.001, 0.4, 1.0):
+        mask = rng.random(len(values)) < share
+        expected = int(values[mask].min()) if mask.any() else None
+        assert _rebal.earliest(values, mask) == expected
+    assert _rebal.earliest(np.array([], np.int64), np.array([], bool)) is None
+    with pytest.raises(ConfigError) as refused:
+        _rebal.earliest(values, np.ones(3, bool))
+    assert refused.value.field == "mask"

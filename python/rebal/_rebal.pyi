@@ -229,6 +229,10 @@ def track_drawdowns(
     peak and becomes the level. `peak`, `level` and `max_drawdown` are
     changed in place."""
 
+def earliest(values: NDArray[np.int64], mask: NDArray[np.bool_]) -> int | None:
+    """The smallest of `values` where `mask` is set; None where it is
+    nowhere. ConfigError (field "mask") if the lengths differ."""
+
 def join_pool() -> bool:
     """Makes the calling thread a worker of a thread pool of its own, so its
     parallel calls start at once instead of waiting for sleeping threads to

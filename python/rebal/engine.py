@@ -339,9 +339,8 @@ class Engine:
         # Auto-invest: a rebalance first, new money at the next tick. Skipped
         # before the earliest cycle may run (no portfolio would be ready).
         if now_ms >= self._auto_invest_from():
-            ready = auto_invest.ready(s, now_ms)
-            ready = ready[active[ready] & free[ready] & (status[ready] != Status.REBALANCE.value) & (stage[ready] == Stage.ACTIVE.value)]
-            self._auto_invest(ready, value, now_ms)
+            eligible = active & free & (status != Status.REBALANCE.value) & (stage == Stage.ACTIVE.value)
+            self._auto_invest(auto_invest.due(s, now_ms, value, eligible), now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
         if len(hits):  # exits started above
@@ -544,11 +543,11 @@ class Engine:
 
     def _auto_invest_from(self) -> int | float:
         """The earliest `dca_next_ms` of the portfolios with auto-invest on
-        (+inf: none): before it, `auto_invest.ready` finds no portfolio."""
+        (+inf: none): before it, `auto_invest.due` finds no portfolio."""
         if self._dca_earliest is None:
             s = self.state
-            on = s["dca_state"] == DCA_ON
-            self._dca_earliest = int(s["dca_next_ms"][on].min()) if on.any() else math.inf
+            earliest = _rebal.earliest(s["dca_next_ms"], s["dca_state"] == DCA_ON)
+            self._dca_earliest = math.inf if earliest is None else earliest
         return self._dca_earliest
 
     def _keep_slots(self, keep: npt.NDArray[np.int64]) -> None:
@@ -647,10 +646,9 @@ class Engine:
         self._policies_changed()
         self.money_added += 1
 
-    def _auto_invest(self, ready: npt.NDArray[np.int64], value: npt.NDArray[np.float64], now_ms: int) -> None:
+    def _auto_invest(self, due: npt.NDArray[np.int64], now_ms: int) -> None:
         """Due cycles draw new money from the spot accounts; the plan buys with it."""
         s = self.state
-        due = auto_invest.due(s, ready, value)
         if not len(due):
             return
         over_max, over_cap = auto_invest.limits(s, due, float(self.limits.max_investment))
