@@ -657,3 +657,33 @@ def test_earliest_is_the_masked_minimum() -> None:
     with pytest.raises(ConfigError) as refused:
         _rebal.earliest(values, np.ones(3, bool))
     assert refused.value.field == "mask"
+
+
+def test_reached_is_numpys_comparisons() -> None:
+    """`_rebal.reached` (exits' levels, auto-invest's drawdown level) keeps
+    the masked positions at or above `up` or at or below `down`, as numpy's
+    comparisons do (a NaN level or value is never reached), and refuses a
+    column of another length by name."""
+    from rebal import _rebal
+    from rebal.exceptions import ConfigError
+
+    rng = np.random.default_rng(8)
+    n = 5_000
+    value = rng.normal(100, 30, n)
+    value[rng.random(n) < 0.05] = np.nan
+    up = np.where(rng.random(n) < 0.5, rng.normal(120, 30, n), np.nan)
+    down = np.where(rng.random(n) < 0.5, rng.normal(80, 30, n), np.nan)
+    up[:10], down[10:20] = value[:10], value[10:20]  # on the level: reached
+    mask = rng.random(n) < 0.8
+    with np.errstate(invalid="ignore"):
+        for kwargs, hit in (
+            ({"up": up, "down": down}, (value >= up) | (value <= down)),
+            ({"up": up}, value >= up),
+            ({"down": down}, value <= down),
+            ({}, np.zeros(n, bool)),
+        ):
+            np.testing.assert_array_equal(_rebal.reached(value, mask, **kwargs), np.flatnonzero(hit & mask))
+    for field, columns in (("mask", (value, mask[1:], up, down)), ("down", (value, mask, up, down[:-1]))):
+        with pytest.raises(ConfigError) as refused:
+            _rebal.reached(columns[0], columns[1], up=columns[2], down=columns[3])
+        assert refused.value.field == field

@@ -233,6 +233,16 @@ def earliest(values: NDArray[np.int64], mask: NDArray[np.bool_]) -> int | None:
     """The smallest of `values` where `mask` is set; None where it is
     nowhere. ConfigError (field "mask") if the lengths differ."""
 
+def reached(
+    value: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    up: NDArray[np.float64] | None = None,
+    down: NDArray[np.float64] | None = None,
+) -> NDArray[np.int64]:
+    """The positions where `mask` is set and `value` is at or above `up` or
+    at or below `down` (a NaN level is never reached), in order.
+    ConfigError naming the column whose length differs from `value`'s."""
+
 def join_pool() -> bool:
     """Makes the calling thread a worker of a thread pool of its own, so its
     parallel calls start at once instead of waiting for sleeping threads to

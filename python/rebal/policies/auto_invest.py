@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rebal import _rebal
+
 from rebal.columns import words
 from rebal.config import DrawdownMode, ScheduleMode, StrategyConfig, parse_duration
 from rebal.policies.schedule import next_run, schedule_columns
@@ -93,12 +95,10 @@ def due(s: Any, now_ms: int, value: npt.NDArray[np.float64], eligible: npt.NDArr
     portfolio: gathering the columns of those past their time first took
     8 ms a tick for a million portfolios, most of them past it (drawdown
     cycles wait on the value)."""
-    with np.errstate(invalid="ignore"):  # NaN levels (no auto-invest) compare False
-        mask = s["dca_next_ms"] <= now_ms
-        mask &= s["dca_state"] == DCA_ON
-        mask &= eligible
-        mask &= value <= s["dca_value"]
-    return np.flatnonzero(mask)
+    mask = s["dca_next_ms"] <= now_ms
+    mask &= s["dca_state"] == DCA_ON
+    mask &= eligible
+    return _rebal.reached(value, mask, down=s["dca_value"])  # (a NaN level, no auto-invest, is never reached)
 
 
 def next_ready(s: Any, slots: npt.NDArray[np.int64], now_ms: int) -> npt.NDArray[np.int64]:

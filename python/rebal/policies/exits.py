@@ -108,11 +108,8 @@ def check(s: Any, value: npt.NDArray[np.float64], live: npt.NDArray[np.bool_]) -
     Comparisons with NaN (no such level) are False; a stop-loss beats a
     take-profit beats a trailing take-profit."""
     reason = np.zeros(len(value), np.uint8)
+    crossed = _rebal.reached(value, live, up=s["up_value"], down=s["sl_value"])  # a few per tick
     with np.errstate(invalid="ignore"):
-        hit = value >= s["up_value"]
-        hit |= value <= s["sl_value"]
-        hit &= live
-        crossed = np.flatnonzero(hit)  # a few per tick
         v = value[crossed]
         arming = crossed[(v >= s["arm_value"][crossed]) & ~s["trail_armed"][crossed]]
         s["trail_armed"][arming] = True

@@ -48,6 +48,7 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::deepen_drawdowns, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::track_drawdowns, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::earliest, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::reached, m)?)?;
     m.add_function(wrap_pyfunction!(join_pool, m)?)?;
     Ok(())
 }
