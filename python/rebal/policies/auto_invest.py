@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 
 from rebal import _rebal
-
 from rebal.columns import words
 from rebal.config import DrawdownMode, ScheduleMode, StrategyConfig, parse_duration
 from rebal.policies.schedule import next_run, schedule_columns

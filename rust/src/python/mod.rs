@@ -4,6 +4,7 @@
 //! caught, so none crosses the FFI), Python values out.
 
 mod book;
+mod columns;
 mod convert;
 mod errors;
 mod flows;
@@ -47,8 +48,8 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::add_log_returns, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::deepen_drawdowns, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::track_drawdowns, m)?)?;
-    m.add_function(wrap_pyfunction!(metrics::earliest, m)?)?;
-    m.add_function(wrap_pyfunction!(metrics::reached, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::earliest, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::reached, m)?)?;
     m.add_function(wrap_pyfunction!(join_pool, m)?)?;
     Ok(())
 }
