@@ -158,12 +158,39 @@ impl<'a> BookRef<'a> {
         (self.trigger[i] != TRIGGER_CALENDAR || width != 0.0).then_some(Band { width, kind })
     }
 
+    /// The band kind's code decoded (None: out of range).
+    #[inline]
+    fn band_kind(&self, i: usize) -> Option<BandKind> {
+        match self.threshold_kind[i] {
+            KIND_ABSOLUTE => Some(BandKind::Absolute),
+            KIND_RELATIVE => Some(BandKind::Relative),
+            _ => None,
+        }
+    }
+
+    /// The destination's code decoded (None: out of range).
+    #[inline]
+    fn destination(&self, i: usize) -> Option<Destination> {
+        match self.destination[i] {
+            DESTINATION_TARGET => Some(Destination::Target),
+            DESTINATION_BAND_EDGE => Some(Destination::BandEdge),
+            DESTINATION_INNER_BAND => Some(Destination::InnerBand(self.inner_k[i])),
+            _ => None,
+        }
+    }
+
+    /// The plan parameters of a decoded band and destination, with the
+    /// portfolio's own fee rate (NaN: each market's taker fee).
+    #[inline]
+    fn params(&self, i: usize, band: Option<Band>, destination: Destination) -> PlanParams {
+        let fee = self.fee_rate[i];
+        PlanParams { destination, band, fee_rate: if fee.is_nan() { None } else { Some(fee) } }
+    }
+
     /// Decodes portfolio i's strategy, refusing codes and values out of range.
     pub fn strategy(&self, i: usize) -> Result<Strategy> {
-        let kind = match self.threshold_kind[i] {
-            KIND_ABSOLUTE => BandKind::Absolute,
-            KIND_RELATIVE => BandKind::Relative,
-            other => return Err(CoreError::config("threshold_kind", other, "must be 0 (absolute) or 1 (relative)")),
+        let Some(kind) = self.band_kind(i) else {
+            return Err(CoreError::config("threshold_kind", self.threshold_kind[i], "must be 0 (absolute) or 1 (relative)"));
         };
         let width = self.threshold[i];
         let trigger = match self.trigger[i] {
@@ -182,22 +209,18 @@ impl<'a> BookRef<'a> {
             }
             other => return Err(CoreError::config("trigger", other, "must be 0 (threshold) or 1 (calendar)")),
         };
-        let destination = match self.destination[i] {
-            DESTINATION_TARGET => Destination::Target,
-            DESTINATION_BAND_EDGE => Destination::BandEdge,
-            DESTINATION_INNER_BAND => Destination::InnerBand(self.inner_k[i]),
-            other => return Err(CoreError::config("destination", other, "must be 0 (target), 1 (band_edge) or 2 (inner_band)")),
+        let Some(destination) = self.destination(i) else {
+            return Err(CoreError::config("destination", self.destination[i], "must be 0 (target), 1 (band_edge) or 2 (inner_band)"));
         };
         let cooldown_ms = self.cooldown_ms[i];
         if cooldown_ms < 0 {
             return Err(CoreError::config("cooldown", cooldown_ms, "cooldown must be >= 0 ms"));
         }
-        let fee = self.fee_rate[i];
         let band = match trigger {
             Trigger::Threshold(band) => Some(band),
             Trigger::Calendar { gate, .. } => gate,
         };
-        let params = PlanParams { destination, band, fee_rate: if fee.is_nan() { None } else { Some(fee) } };
+        let params = self.params(i, band, destination);
         params.validate()?;
         Ok(Strategy { trigger, cooldown_ms, params })
     }
@@ -207,11 +230,7 @@ impl<'a> BookRef<'a> {
     /// (a tick decodes one per portfolio it plans).
     #[inline]
     pub(crate) fn plan_params(&self, i: usize) -> Option<PlanParams> {
-        let kind = match self.threshold_kind[i] {
-            KIND_ABSOLUTE => BandKind::Absolute,
-            KIND_RELATIVE => BandKind::Relative,
-            _ => return None,
-        };
+        let kind = self.band_kind(i)?;
         let width = self.threshold[i];
         let banded = Band::valid(width, kind).then_some(Band { width, kind });
         let band = match self.trigger[i] {
@@ -225,14 +244,7 @@ impl<'a> BookRef<'a> {
             }
             _ => return None,
         };
-        let destination = match self.destination[i] {
-            DESTINATION_TARGET => Destination::Target,
-            DESTINATION_BAND_EDGE => Destination::BandEdge,
-            DESTINATION_INNER_BAND => Destination::InnerBand(self.inner_k[i]),
-            _ => return None,
-        };
-        let fee = self.fee_rate[i];
-        let params = PlanParams { destination, band, fee_rate: if fee.is_nan() { None } else { Some(fee) } };
+        let params = self.params(i, band, self.destination(i)?);
         (self.cooldown_ms[i] >= 0 && params.validate().is_ok()).then_some(params)
     }
 

@@ -441,10 +441,7 @@ impl Sizing<'_, '_> {
 
         // 3. Sells on the post-fee value: V′ = V − sell fees − (buy fees on all cash to spend).
         let estimate = |rows: &[Row], v_after: f64| {
-            let (proceeds, fees) = rows.iter().fold((0.0, 0.0), |(p, f), r| {
-                let notional = r.sell as f64 * r.lot_value;
-                (p + notional * (1.0 - r.fee), f + notional * r.fee)
-            });
+            let (proceeds, fees) = rows.iter().fold((0.0, 0.0), |(p, f), r| (p + sale_net(r), f + r.sell as f64 * r.lot_value * r.fee));
             let spendable = (cash - cash_dest * v_after + proceeds).max(0.0);
             (proceeds, value - fees - buy_fee_share * spendable)
         };
@@ -686,10 +683,17 @@ fn trim_sells(rows: &mut [Row], params: &PlanParams, v_after: f64, mut leftover:
                 leftover -= trim as f64 * net;
             }
         }
-        sold += row.sell as f64 * row.lot_value * (1.0 - row.fee);
+        sold += sale_net(row);
         fees += (row.sell + row.buy) as f64 * row.lot_value * row.fee;
     }
     (sold, fees)
+}
+
+/// What a row's sell brings, net of its fee, as every sum of the proceeds
+/// works it out (the same bits wherever they are summed).
+#[inline(always)]
+fn sale_net(r: &Row) -> f64 {
+    r.sell as f64 * r.lot_value * (1.0 - r.fee)
 }
 
 /// Lots to move `x` lots' worth toward the destination. Rounding inward (to

@@ -92,8 +92,9 @@ def due(s: Any, now_ms: int, value: npt.NDArray[np.float64], eligible: npt.NDArr
     interval), `eligible`, and at or below `dca_value` (any value for a
     schedule; the drawdown level for a drawdown rule). One mask over every
     portfolio: gathering the columns of those past their time first took
-    8 ms a tick for a million portfolios, most of them past it (drawdown
-    cycles wait on the value)."""
+    8 ms a tick for a million portfolios (the benchmark's hourly tick: 209,000
+    of the 400,000 with auto-invest on are past it; drawdown cycles wait on
+    the value)."""
     mask = s["dca_next_ms"] <= now_ms
     mask &= s["dca_state"] == DCA_ON
     mask &= eligible
