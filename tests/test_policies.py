@@ -687,3 +687,44 @@ def test_reached_is_numpys_comparisons() -> None:
         with pytest.raises(ConfigError) as refused:
             _rebal.reached(columns[0], columns[1], up=columns[2], down=columns[3])
         assert refused.value.field == field
+
+
+def test_cycles_due_is_numpys_masks() -> None:
+    """`auto_invest.due` (one Rust pass) keeps exactly the slots numpy's
+    masks keep: auto-invest on, past its time, in the running stage, free,
+    scanned and not rebalancing, and at or below its level (a NaN level or
+    value never is); a column of another length is refused by name."""
+    from rebal import _rebal
+    from rebal.batch import Status
+    from rebal.exceptions import ConfigError
+    from rebal.policies import auto_invest
+
+    rng = np.random.default_rng(11)
+    n, now, running = 20_000, 1_000_000, 2
+    s = {
+        "dca_next_ms": rng.integers(now - 5, now + 5, n),
+        "dca_state": rng.integers(0, 4, n).astype(np.uint8),
+        "stage": rng.integers(0, 5, n).astype(np.uint8),
+        "dca_value": np.where(rng.random(n) < 0.2, np.nan, np.where(rng.random(n) < 0.3, np.inf, rng.normal(100, 30, n))),
+    }
+    status = rng.integers(0, 6, n).astype(np.uint8)
+    locked = rng.random(n) < 0.3
+    value = rng.normal(100, 30, n)
+    value[rng.random(n) < 0.02] = np.nan
+    value[:50] = s["dca_value"][:50]  # on the level: due
+    with np.errstate(invalid="ignore"):
+        expected = np.flatnonzero(
+            (s["dca_next_ms"] <= now)
+            & (s["dca_state"] == auto_invest.DCA_ON)
+            & (s["stage"] == running)
+            & ~locked
+            & (status != Status.INACTIVE.value)
+            & (status != Status.REBALANCE.value)
+            & (value <= s["dca_value"])
+        )
+    got = auto_invest.due(s, now, value, status, locked, running)
+    np.testing.assert_array_equal(got, expected)
+    assert 100 < len(got) < n // 10, "some due, most not: every mask was exercised"
+    with pytest.raises(ConfigError) as refused:
+        _rebal.cycles_due(now, s["dca_next_ms"], s["dca_state"], 1, s["stage"], running, status[1:], locked, value, s["dca_value"])
+    assert refused.value.field == "status"

@@ -243,6 +243,23 @@ def reached(
     at or below `down` (a NaN level is never reached), in order.
     ConfigError naming the column whose length differs from `value`'s."""
 
+def cycles_due(
+    now_ms: int,
+    next_ms: NDArray[np.int64],
+    dca_state: NDArray[np.uint8],
+    on: int,
+    stage: NDArray[np.uint8],
+    running: int,
+    status: NDArray[np.uint8],
+    locked: NDArray[np.bool_],
+    value: NDArray[np.float64],
+    level: NDArray[np.float64],
+) -> NDArray[np.int64]:
+    """Auto-invest's cycles due at `now_ms`, in order: `dca_state == on`,
+    `next_ms <= now_ms`, `stage == running`, not `locked`, `status` neither
+    INACTIVE nor REBALANCE, and `value <= level` (a NaN level is never
+    reached). ConfigError naming the column whose length differs."""
+
 def join_pool() -> bool:
     """Makes the calling thread a worker of a thread pool of its own, so its
     parallel calls start at once instead of waiting for sleeping threads to

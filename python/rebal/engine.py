@@ -339,8 +339,7 @@ class Engine:
         # Auto-invest: a rebalance first, new money at the next tick. Skipped
         # before the earliest cycle may run (no portfolio would be ready).
         if now_ms >= self._auto_invest_from():
-            eligible = active & free & (status != Status.REBALANCE.value) & (stage == Stage.ACTIVE.value)
-            self._auto_invest(auto_invest.due(s, now_ms, value, eligible), now_ms)
+            self._auto_invest(auto_invest.due(s, now_ms, value, status, book.column("locked"), Stage.ACTIVE.value), now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
         if len(hits):  # exits started above

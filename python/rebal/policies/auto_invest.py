@@ -86,19 +86,16 @@ def set_level(s: Any, slots: npt.NDArray[np.int64]) -> None:
     s["dca_value"][slots] = np.where(s["dca_mode"][slots] == MODE_SCHEDULE, np.inf, drawdown)
 
 
-def due(s: Any, now_ms: int, value: npt.NDArray[np.float64], eligible: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+def due(s: Any, now_ms: int, value: npt.NDArray[np.float64], status: npt.NDArray[np.uint8], locked: npt.NDArray[np.bool_], running: int) -> npt.NDArray[np.int64]:
     """Slots whose cycle runs at `now_ms`: auto-invest on, past `dca_next_ms`
     (a schedule's next run, or the end of a drawdown cycle's minimum
-    interval), `eligible`, and at or below `dca_value` (any value for a
-    schedule; the drawdown level for a drawdown rule). One mask over every
-    portfolio: gathering the columns of those past their time first took
-    8 ms a tick for a million portfolios (the benchmark's hourly tick: 209,000
-    of the 400,000 with auto-invest on are past it; drawdown cycles wait on
-    the value)."""
-    mask = s["dca_next_ms"] <= now_ms
-    mask &= s["dca_state"] == DCA_ON
-    mask &= eligible
-    return _rebal.reached(value, mask, down=s["dca_value"])  # (a NaN level, no auto-invest, is never reached)
+    interval), in the stage `running`, free (not `locked`), scanned and not
+    rebalancing on this tick (by its scan `status`), and at or below
+    `dca_value` (any value for a schedule; the drawdown level for a drawdown
+    rule; a NaN level, no auto-invest, is never reached). One Rust pass over
+    the columns (the benchmark's hourly tick: 209,000 of the 400,000 with
+    auto-invest on are past their time; drawdown cycles wait on the value)."""
+    return _rebal.cycles_due(now_ms, s["dca_next_ms"], s["dca_state"], DCA_ON, s["stage"], running, status, locked, value, s["dca_value"])
 
 
 def next_ready(s: Any, slots: npt.NDArray[np.int64], now_ms: int) -> npt.NDArray[np.int64]:

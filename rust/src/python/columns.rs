@@ -5,6 +5,7 @@
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 
+use crate::batch::Status;
 use crate::error::CoreError;
 use crate::python::book::slice;
 use crate::python::errors::IntoPyResult;
@@ -49,24 +50,71 @@ pub fn reached<'py>(
             return Err(CoreError::config(field, lengths, "one per value")).or_raise(py);
         }
     }
-    let nan = std::iter::repeat(f64::NAN);
+    let n = value.len();
     let positions = py.detach(|| match (up, down) {
-        (Some(up), Some(down)) => reached_in(value, mask, up.iter().copied(), down.iter().copied()),
-        (Some(up), None) => reached_in(value, mask, up.iter().copied(), nan),
-        (None, Some(down)) => reached_in(value, mask, nan, down.iter().copied()),
+        (Some(up), Some(down)) => set_positions(n, |i| mask[i] & ((value[i] >= up[i]) | (value[i] <= down[i]))),
+        (Some(up), None) => set_positions(n, |i| mask[i] & (value[i] >= up[i])),
+        (None, Some(down)) => set_positions(n, |i| mask[i] & (value[i] <= down[i])),
         (None, None) => vec![],
     });
     Ok(PyArray1::from_vec(py, positions))
 }
 
-/// [`reached`]'s pass. Few positions are kept (a tick's exits and
-/// auto-invest cycles), so the branch on each is well predicted, and the
-/// positions' column is not made (and zero-filled) for every value.
-fn reached_in(value: &[f64], mask: &[bool], up: impl Iterator<Item = f64>, down: impl Iterator<Item = f64>) -> Vec<i64> {
+/// Auto-invest's cycles due at `now_ms` (see `rebal.policies.auto_invest.due`),
+/// in order: the portfolios whose `dca_state` is `on`, past `next_ms`, in
+/// the stage `running`, free (`locked` unset), scanned and not about to
+/// rebalance (their scan `status` is neither inactive nor rebalance), and
+/// at or below their `level` (a NaN level is never reached). One pass over
+/// the columns, where numpy's comparisons, masks and `reached` took seven
+/// (a million portfolios: 7.4 ms against 3.0).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn cycles_due<'py>(
+    py: Python<'py>,
+    now_ms: i64,
+    next_ms: PyReadonlyArray1<'py, i64>,
+    dca_state: PyReadonlyArray1<'py, u8>,
+    on: u8,
+    stage: PyReadonlyArray1<'py, u8>,
+    running: u8,
+    status: PyReadonlyArray1<'py, u8>,
+    locked: PyReadonlyArray1<'py, bool>,
+    value: PyReadonlyArray1<'py, f64>,
+    level: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let (next_ms, dca_state, stage) = (slice(py, &next_ms, "next_ms")?, slice(py, &dca_state, "dca_state")?, slice(py, &stage, "stage")?);
+    let (status, locked) = (slice(py, &status, "status")?, slice(py, &locked, "locked")?);
+    let (value, level) = (slice(py, &value, "value")?, slice(py, &level, "level")?);
+    let lengths = [("dca_state", dca_state.len()), ("stage", stage.len()), ("status", status.len()), ("locked", locked.len()), ("value", value.len()), ("level", level.len())];
+    for (field, len) in lengths {
+        if len != next_ms.len() {
+            let lengths = format!("{} in next_ms, {len}", next_ms.len());
+            return Err(CoreError::config(field, lengths, "one per portfolio")).or_raise(py);
+        }
+    }
+    let (inactive, rebalance) = (Status::Inactive as u8, Status::Rebalance as u8);
+    let due = |i: usize| {
+        let waiting = (next_ms[i] <= now_ms) & (dca_state[i] == on) & (stage[i] == running) & !locked[i];
+        let scanned = (status[i] != inactive) & (status[i] != rebalance);
+        waiting & scanned & (value[i] <= level[i])
+    };
+    let slots = py.detach(|| set_positions(next_ms.len(), due));
+    Ok(PyArray1::from_vec(py, slots))
+}
+
+/// The positions `0..n` where `test` holds, in order, for tests that rarely
+/// hold: each block of 64 is tested without a branch into a word of bits
+/// (no push or mispredict per position), and only set bits are visited.
+fn set_positions(n: usize, test: impl Fn(usize) -> bool) -> Vec<i64> {
     let mut positions = Vec::new();
-    for (i, (((&v, &on), up), down)) in value.iter().zip(mask).zip(up).zip(down).enumerate() {
-        if on & ((v >= up) | (v <= down)) {
-            positions.push(i as i64);
+    for start in (0..n).step_by(64) {
+        let mut bits = 0u64;
+        for (j, i) in (start..n.min(start + 64)).enumerate() {
+            bits |= u64::from(test(i)) << j;
+        }
+        while bits != 0 {
+            positions.push((start + bits.trailing_zeros() as usize) as i64);
+            bits &= bits - 1;
         }
     }
     positions

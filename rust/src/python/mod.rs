@@ -50,6 +50,7 @@ fn _rebal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::track_drawdowns, m)?)?;
     m.add_function(wrap_pyfunction!(columns::earliest, m)?)?;
     m.add_function(wrap_pyfunction!(columns::reached, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::cycles_due, m)?)?;
     m.add_function(wrap_pyfunction!(join_pool, m)?)?;
     Ok(())
 }
