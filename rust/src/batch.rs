@@ -473,12 +473,16 @@ pub fn plan(
         let lengths = format!("{} actions, {} statuses", action.len(), status.len());
         return Err(CoreError::config("action", lengths, format!("one per portfolio ({n} portfolios)")));
     }
-    if let Some(bad) = action.iter().find(|&&a| a > ACTION_EXIT) {
-        return Err(CoreError::config("action", bad, "must be 0 (none), 1 (rebalance), 2 (invest) or 3 (exit)"));
+    // The checks over every action are passes without a branch per
+    // portfolio (they vectorize): a search that stops at the first bad code
+    // took 1.3 ms of a million-portfolio pass, on the calling thread.
+    if action.iter().copied().max().is_some_and(|highest| highest > ACTION_EXIT) {
+        let bad = action.iter().find(|&&a| a > ACTION_EXIT);
+        return Err(CoreError::config("action", bad.copied().unwrap_or_default(), "must be 0 (none), 1 (rebalance), 2 (invest) or 3 (exit)"));
     }
     let quotes = plan_quotes(book, markets, prices, action)?;
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
-    let inline = crate::workers::inline(action.iter().filter(|&&a| a != ACTION_NONE).count(), INLINE_PLANS);
+    let inline = crate::workers::inline(acting_count(action), INLINE_PLANS);
     // On the calling thread the ranges need no balancing: one does.
     let bounds = if inline { vec![0] } else { balanced_ranges(action, (n / CHUNK).max(8 * rayon::current_num_threads().max(1))) };
     let tasks: Vec<_> = bounds
@@ -509,18 +513,41 @@ pub fn plan(
 /// planning alone at the end of a pass (two threads gave 1.45×).
 fn balanced_ranges(action: &[u8], tasks: usize) -> Vec<usize> {
     let weight = |a: u8| if a == ACTION_NONE { 1 } else { ACT_COST };
-    let total: usize = action.iter().map(|&a| weight(a)).sum();
+    // Summed a block at a time (a count that vectorizes), and walked one
+    // portfolio at a time only in the blocks where a range ends: the same
+    // starts as walking every portfolio, which took 2.8 ms of a
+    // million-portfolio pass on the calling thread.
+    let block_work = |block: &[u8]| block.len() + (ACT_COST - 1) * acting_count(block);
+    let total: usize = action.chunks(WORK_BLOCK).map(block_work).sum();
     let per_task = total.div_ceil(tasks.max(1)).max(1);
+    let last = action.len().saturating_sub(1); // no range starts after the last portfolio
     let mut starts = vec![0];
     let mut work = 0;
-    for (i, &a) in action.iter().enumerate().take(action.len().saturating_sub(1)) {
-        work += weight(a);
-        if work >= per_task {
-            starts.push(i + 1);
-            work = 0;
+    for (b, block) in action.chunks(WORK_BLOCK).enumerate() {
+        let block_sum = block_work(block);
+        if work + block_sum < per_task {
+            work += block_sum;
+            continue;
+        }
+        for (i, &a) in (b * WORK_BLOCK..).zip(block).take_while(|&(i, _)| i < last) {
+            work += weight(a);
+            if work >= per_task {
+                starts.push(i + 1);
+                work = 0;
+            }
         }
     }
     starts
+}
+
+/// Portfolios summed at a time by [`balanced_ranges`] (one byte's count).
+const WORK_BLOCK: usize = 255;
+
+/// How many of `action` are not [`ACTION_NONE`]: counted in a byte, 255
+/// at a time, so the compares and adds run 16 to a vector (a count in
+/// 64-bit words took 0.7 ms of a million).
+fn acting_count(action: &[u8]) -> usize {
+    action.chunks(255).map(|block| usize::from(block.iter().fold(0u8, |n, &a| n + u8::from(a != ACTION_NONE)))).sum()
 }
 
 /// A plan or an exit, in portfolios scanned (about 2 µs against 10 ns).
@@ -899,6 +926,36 @@ mod tests {
         // Never more ranges than portfolios; an empty Book is one empty range.
         assert_eq!(balanced_ranges(&[ACTION_NONE; 3], 16).len(), 3);
         assert_eq!(balanced_ranges(&[], 16), vec![0]);
+    }
+
+    #[test]
+    fn plan_tasks_start_where_a_walk_over_every_portfolio_starts_them() {
+        // The ranges summed a block at a time are the ranges of the plain walk.
+        fn walked(action: &[u8], tasks: usize) -> Vec<usize> {
+            let weight = |a: u8| if a == ACTION_NONE { 1 } else { ACT_COST };
+            let per_task = action.iter().map(|&a| weight(a)).sum::<usize>().div_ceil(tasks.max(1)).max(1);
+            let (mut starts, mut work) = (vec![0], 0);
+            for (i, &a) in action.iter().enumerate().take(action.len().saturating_sub(1)) {
+                work += weight(a);
+                if work >= per_task {
+                    starts.push(i + 1);
+                    work = 0;
+                }
+            }
+            starts
+        }
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for case in 0..300 {
+            let n = (next() % 5_000) as usize;
+            let share = next() % 100;
+            let action: Vec<u8> = (0..n).map(|_| if next() % 100 < share { (1 + next() % 3) as u8 } else { ACTION_NONE }).collect();
+            let tasks = 1 + (next() % 64) as usize;
+            assert_eq!(balanced_ranges(&action, tasks), walked(&action, tasks), "case {case}: {n} portfolios, {tasks} tasks");
+        }
     }
 
     #[test]
