@@ -483,8 +483,10 @@ pub fn plan(
     let quotes = plan_quotes(book, markets, prices, action)?;
     let StateMut { last_rebalance_ms, next_check_ms, locked, epoch } = state;
     let inline = crate::workers::inline(acting_count(action), INLINE_PLANS);
-    // On the calling thread the ranges need no balancing: one does.
-    let bounds = if inline { vec![0] } else { balanced_ranges(action, (n / CHUNK).max(8 * rayon::current_num_threads().max(1))) };
+    // On the calling thread the ranges need no balancing, but stay chunks:
+    // each chunk's list of who acts is then small enough to stay in cache
+    // (one range of a million portfolios wrote and read an 8 MB list).
+    let bounds = if inline { (0..n.max(1)).step_by(CHUNK).collect() } else { balanced_ranges(action, (n / CHUNK).max(8 * rayon::current_num_threads().max(1))) };
     let tasks: Vec<_> = bounds
         .iter()
         .zip(split_at_bounds(status, &bounds))
