@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import emit, machine, speed_check_ms  # noqa: E402
+from report import emit, machine, speed_check, speed_report  # noqa: E402
 
 from rebal.backtest.data import PriceData, load_cryptodatadownload  # noqa: E402
 from rebal.backtest.run import run  # noqa: E402
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    speed_at_start = speed_check_ms()
+    speed_at_start = speed_check()
 
     chosen = configs(args.configs, args.seed)
     # Libraries are imported before the clock, as vectorbt's are below: the
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "vs_vectorbt": None if vbt is None else round(vbt / seconds, 2),
         **machine(),
     }
-    out["speed_check_ms"] = [speed_at_start, speed_check_ms()]
+    out.update(speed_report(speed_at_start, speed_check()))
     emit(out, args.json)
     return out
 
