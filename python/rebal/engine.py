@@ -309,14 +309,13 @@ class Engine:
         # What can fail comes first: the scan checks the prices of what is
         # active; those of funding and terminating portfolios are checked here.
         scan = book.scan(prices, now_ms)
-        # Who has no orders out: read only by the exits, auto-invest and new
-        # money below, which most ticks skip (and then it is never read).
-        needs_free = self._money_moves() or self._exit_levels() or now_ms >= self._auto_invest_from()
-        free = ~book.column("locked") if needs_free else _NO_FREE
+        # Who has orders out: the exits, auto-invest and new money below act
+        # only on the others (most ticks skip them all).
+        locked = book.column("locked")
         ending = _NO_SLOTS
         if self._money_moves():  # most ticks have no exit and no new money
-            ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
-            waiting = np.flatnonzero(s["pending_invest"] & free)
+            ending = _free(np.flatnonzero(stage == Stage.TERMINATING.value), locked)
+            waiting = _free(np.flatnonzero(s["pending_invest"]), locked)
             if len(waiting) or len(ending):
                 _rebal.check_prices(book._columns(), self.markets, prices, waiting, ending)
         self.now_ms, self.prices = now_ms, prices
@@ -328,7 +327,7 @@ class Engine:
         # while no portfolio has a level to reach (it would find none).
         hits = _NO_SLOTS
         if self._exit_levels():
-            reason = exits.check(s, value, active & free)
+            reason = exits.check(s, value, active & ~locked)
             hits = np.flatnonzero(reason)
             status[hits] = Status.IDLE
             for code, kind in exits.EVENTS.items() if len(hits) else ():
@@ -339,11 +338,11 @@ class Engine:
         # Auto-invest: a rebalance first, new money at the next tick. Skipped
         # before the earliest cycle may run (no portfolio would be ready).
         if now_ms >= self._auto_invest_from():
-            self._auto_invest(auto_invest.due(s, now_ms, value, status, book.column("locked"), Stage.ACTIVE.value), now_ms)
+            self._auto_invest(auto_invest.due(s, now_ms, value, status, locked, Stage.ACTIVE.value), now_ms)
 
         # Who sells out and who buys with new money; returns in kind finish now.
         if len(hits):  # exits started above
-            ending = np.flatnonzero((stage == Stage.TERMINATING.value) & free)
+            ending = _free(np.flatnonzero(stage == Stage.TERMINATING.value), locked)
         selling = investing = _NO_SLOTS
         if len(ending):
             self._finish(ending[s["exit_mode"][ending] == EXIT_RETURN], now_ms)
@@ -351,7 +350,7 @@ class Engine:
             self._finish(refused, now_ms, why=Reason.SELL_REFUSED)
             selling = ending[(s["exit_mode"][ending] == EXIT_SELL) & (s["exit_refusals"][ending] < EXIT_ATTEMPTS)]
         if self._money_moves():  # asked again: auto-invest may have brought new money
-            investing = np.flatnonzero(s["pending_invest"] & free)
+            investing = _free(np.flatnonzero(s["pending_invest"]), locked)
             investing = investing[~s["user_paused"][investing] & ((stage[investing] == Stage.FUNDING.value) | (stage[investing] == Stage.ACTIVE.value))]
 
         batch = book.plan(scan, invest=investing if len(investing) else None, exit=selling if len(selling) else None)
@@ -872,10 +871,14 @@ def _book_settings(c: cfg.StrategyConfig, now_ms: int) -> dict[str, Any]:
 
 _NO_SLOTS = np.zeros(0, np.int64)
 _NO_SLOTS.flags.writeable = False
-_NO_FREE = np.zeros(0, bool)  # `on_tick`'s free mask on a tick whose steps read none
-_NO_FREE.flags.writeable = False
 
 _Rounds = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def _free(slots: npt.NDArray[np.int64], locked: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """The `slots` with no orders out: a few picked from a million, without
+    a mask over every portfolio."""
+    return slots[~locked[slots]]
 
 
 def _rounds(portfolio: npt.NDArray[np.int64]) -> _Rounds:
