@@ -660,7 +660,7 @@ def test_earliest_is_the_masked_minimum() -> None:
 
 
 def test_reached_is_numpys_comparisons() -> None:
-    """`_rebal.reached` (exits' levels, auto-invest's drawdown level) keeps
+    """`_rebal.reached` (the exits' take-profit and stop-loss levels) keeps
     the masked positions at or above `up` or at or below `down`, as numpy's
     comparisons do (a NaN level or value is never reached), and refuses a
     column of another length by name."""

@@ -611,8 +611,7 @@ const SAMPLE_BLOCK: usize = 64;
 /// any task runs (see [`run_in_order`]) from blocks of portfolios spread
 /// over the Book (`acting_rows(block)`: the holdings of the block's
 /// portfolios that will be planned), scaled to the Book, a quarter
-/// more for orders (a rebalance sends at most one order per holding, SPEC
-/// §2), half that for skips. A bad guess costs time, nothing else: the
+/// more (see [`reserve_legs`]). A bad guess costs time, nothing else: the
 /// columns grow.
 fn legs_with_room(book: &BookRef<'_>, mut acting_rows: impl FnMut(Range<usize>) -> usize) -> Legs {
     let n = book.len();
@@ -625,9 +624,15 @@ fn legs_with_room(book: &BookRef<'_>, mut acting_rows: impl FnMut(Range<usize>) 
     }
     let rows = (rows * n).checked_div(sampled).unwrap_or(0);
     let mut legs = Legs::default();
-    legs.0.reserve(rows + rows / 4);
-    legs.1.reserve(rows / 2);
+    reserve_legs(&mut legs, rows + rows / 4);
     legs
+}
+
+/// Room in `legs` for the legs of portfolios holding `rows` holdings in
+/// all: at most an order per holding (SPEC §2), fewer skipped legs than orders.
+pub(crate) fn reserve_legs((orders, skips): &mut Legs, rows: usize) {
+    orders.reserve(rows);
+    skips.reserve(rows / 2);
 }
 
 /// The prices' quotes and the time a tick or plan pass acts at, and whether it commits.
@@ -655,12 +660,9 @@ struct ChunkState<'a> {
 fn act_on_chunk(book: &BookRef<'_>, first: usize, action: &[u8], state: ChunkState<'_>, at: Moment<'_>, worker: &mut Worker, out: &mut Legs) {
     let ChunkState { status, last, next, lock, epoch } = state;
     let acting = acting(book, first, (next, at.now_ms), |k| action[k], &mut worker.acting);
-    // Room for the chunk's legs, so its columns rarely grow as they are
-    // written: a rebalance sends at most one order per holding (SPEC §2)
-    // and skips fewer legs than it sends.
+    // Room for the chunk's legs, so its columns rarely grow as they are written.
     let rows: usize = acting.iter().filter(|&&k| action[k] != ACTION_NONE).map(|&k| book.rows(first + k).len()).sum();
-    out.0.reserve(rows);
-    out.1.reserve(rows / 2);
+    reserve_legs(out, rows);
     worker.planner.staged.read(book, first, acting.iter().copied().filter(|&k| action[k] == ACTION_REBALANCE));
     for &k in acting.iter() {
         let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use crate::batch::{chunk_size, run_in_order, run_tasks, LegColumns, CHUNK, INLINE_PORTFOLIOS, PURPOSE_EXIT, PURPOSE_INVEST};
+use crate::batch::{chunk_size, reserve_legs, run_in_order, run_tasks, LegColumns, CHUNK, INLINE_PORTFOLIOS, PURPOSE_EXIT, PURPOSE_INVEST};
 use crate::book::{amount_at, amount_words, BookRef};
 use crate::error::{CoreError, Result};
 use crate::lots::{price_decimal, Amount, FLOAT_DOUBT};
@@ -87,11 +87,8 @@ pub fn quotes(book: &BookRef<'_>, slots: &[usize], markets: &[Market], prices: &
 fn over_slots(book: &BookRef<'_>, slots: &[usize], purpose: u8, visit: impl Fn(usize, &mut (LegColumns, LegColumns)) + Sync) -> (LegColumns, LegColumns) {
     let chunks: Vec<&[usize]> = slots.chunks(CHUNK).collect();
     let inline = chunks.len() <= 1;
-    // At most an order and a skipped leg per holding.
-    let rows: usize = slots.iter().map(|&i| book.rows(i).len()).sum();
     let mut legs = (LegColumns::default(), LegColumns::default());
-    legs.0.reserve(rows);
-    legs.1.reserve(rows / 2);
+    reserve_legs(&mut legs, slots.iter().map(|&i| book.rows(i).len()).sum());
     run_in_order(chunks, inline, legs, || (), |_, _, chunk, out| {
         for &i in chunk {
             visit(i, out);
