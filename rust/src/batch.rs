@@ -14,7 +14,7 @@ use crate::flows::Flow;
 use crate::error::{CoreError, Result};
 use crate::lots::Amount;
 use crate::market::{Market, Quote};
-use crate::plan::{plan_to, Leg, PlanOutput, PlanParams, Scratch, Side, Skip};
+use crate::plan::{plan_valued, Leg, PlanOutput, PlanParams, Scratch, Side, Skip, Valued};
 use crate::portfolio::{asset_name, check_price, Drift, PortfolioRef};
 use crate::trigger::Edge;
 pub(crate) use in_order::run_in_order;
@@ -356,7 +356,7 @@ pub fn tick(
         .zip(epoch.chunks_mut(chunk))
         .map(|(((last, next), lock), epoch)| (last, next, lock, epoch))
         .collect();
-    let moment = Moment { quotes: &quotes, now_ms, commit };
+    let moment = Moment { quotes: &quotes, now_ms, commit, own_scan: true };
     let out = (Scanned::with_capacity(n), legs);
     let (portfolios, (orders, skips)) =
         run_in_order(tasks, inline, out, <(Vec<u8>, Worker)>::default, |(actions, worker), c, (last, next, lock, epoch), (scanned, legs)| {
@@ -496,7 +496,7 @@ pub fn plan(
         .zip(split_at_bounds(epoch, &bounds))
         .map(|(((((&start, status), last), next), lock), epoch)| (start, status, last, next, lock, epoch))
         .collect();
-    let moment = Moment { quotes: &quotes, now_ms, commit };
+    let moment = Moment { quotes: &quotes, now_ms, commit, own_scan: false };
     let legs = if inline {
         Legs::default()
     } else {
@@ -641,6 +641,9 @@ struct Moment<'a> {
     quotes: &'a [Quote],
     now_ms: i64,
     commit: bool,
+    /// The portfolios to rebalance are those this call's own scan found
+    /// past their band (a tick), not a host's choice (a plan pass).
+    own_scan: bool,
 }
 
 /// A chunk's rows of the statuses and of the state a plan commits.
@@ -763,7 +766,7 @@ fn act(
     action: u8,
     status: &mut u8,
     cells: Cells<'_>,
-    Moment { quotes, now_ms, commit }: Moment<'_>,
+    Moment { quotes, now_ms, commit, own_scan }: Moment<'_>,
     planner: &mut Planner,
     out: &mut Legs,
 ) {
@@ -772,7 +775,7 @@ fn act(
     let orders_before = out.0.len();
     let purpose = match action {
         ACTION_REBALANCE => {
-            *status = plan_one(book, i, quotes, next_epoch, planner, out) as u8;
+            *status = plan_one(book, i, (quotes, own_scan), next_epoch, planner, out) as u8;
             PURPOSE_REBALANCE
         }
         ACTION_INVEST => {
@@ -850,10 +853,11 @@ fn positive_finite(x: f64) -> bool {
     x.to_bits().wrapping_sub(1) < f64::MAX.to_bits()
 }
 
+/// Plans portfolio i; `own_scan`: this call's scan found it past its band.
 fn plan_one(
     book: &BookRef<'_>,
     i: usize,
-    quotes: &[Quote],
+    (quotes, own_scan): (&[Quote], bool),
     epoch: u32,
     planner: &mut Planner,
     (orders, skips): &mut (LegColumns, LegColumns),
@@ -863,15 +867,20 @@ fn plan_one(
     let Some(params) = &inputs.params else {
         return Status::Inactive;
     };
+    let rows = book.rows(i);
     let p = PortfolioRef {
         assets,
         amounts,
-        targets: &book.target[book.rows(i)],
+        targets: &book.target[rows.clone()],
         cash: inputs.cash,
         cash_target: book.cash_target[i],
     };
+    // Valued from the floats the scan read: the same value and drift as it
+    // found, so a portfolio it found past its band is not measured again
+    // (a plan pass's statuses may be a host's: those are).
+    let valued = Valued::Copies { amounts: &book.amount_float[rows], cash: book.cash_float[i], triggered: own_scan };
     let before = orders.len();
-    plan_to(&p, quotes, params, scratch, &mut Emit { portfolio: (i, inputs.id), epoch, quotes, orders, skips });
+    plan_valued(&p, quotes, params, scratch, &mut Emit { portfolio: (i, inputs.id), epoch, quotes, orders, skips }, valued);
     if orders.len() == before {
         Status::NothingToDo
     } else {

@@ -327,14 +327,46 @@ pub fn plan_into(
 
 /// [`plan_into`], handing each order and skipped leg to `output`.
 pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scratch: &mut Scratch, output: &mut impl PlanOutput) -> Outcome {
+    plan_valued(p, quotes, params, scratch, output, Valued::Converted)
+}
+
+/// How a plan values the holdings and cash (the same floats either way).
+#[derive(Copy, Clone)]
+pub(crate) enum Valued<'a> {
+    /// Each exact amount converted here ([`Amount::to_f64`]).
+    Converted,
+    /// The Book's float copies of the amounts and the cash, each that same
+    /// conversion (every writer of the Book sets them so): what its scan
+    /// read. With `triggered`, that scan of the same floats found the
+    /// portfolio past its band, and the drift is not measured again (the
+    /// outcome's deviations are left at 0).
+    Copies { amounts: &'a [f64], cash: f64, triggered: bool },
+}
+
+/// [`plan_to`] with the holdings valued as `valued` says.
+pub(crate) fn plan_valued(
+    p: &PortfolioRef<'_>,
+    quotes: &[Quote],
+    params: &PlanParams,
+    scratch: &mut Scratch,
+    output: &mut impl PlanOutput,
+    valued: Valued<'_>,
+) -> Outcome {
     let Scratch { rows, lists } = scratch;
     rows.clear();
-    let cash = p.cash.to_f64();
+    let float = |i: usize| match valued {
+        Valued::Converted => p.amounts[i].to_f64(),
+        Valued::Copies { amounts, .. } => amounts[i],
+    };
+    let cash = match valued {
+        Valued::Converted => p.cash.to_f64(),
+        Valued::Copies { cash, .. } => cash,
+    };
     let (mut value, mut max_buy_fee) = (cash, 0.0);
     for (i, &asset) in p.assets.iter().enumerate() {
         let quote = &quotes[asset as usize];
         let fee = params.fee_rate.unwrap_or(quote.taker_fee);
-        let held = p.amounts[i].to_f64() * quote.price;
+        let held = float(i) * quote.price;
         let row = Row {
             price: quote.price,
             lot_value: quote.lot_value,
@@ -362,11 +394,15 @@ pub fn plan_to(p: &PortfolioRef<'_>, quotes: &[Quote], params: &PlanParams, scra
         return out;
     }
 
-    // 1. Deviation and trigger.
-    let cash_row = (p.cash_target > 0.0).then_some((cash, p.cash_target));
-    let drift = Drift::measure(rows.iter().map(|r| (r.value, r.target)).chain(cash_row), value, params.band);
-    (out.max_deviation, out.max_relative_deviation) = (drift.deviation, drift.relative);
-    let triggered = params.band.is_none() || drift.breached;
+    // 1. Deviation and trigger (known from the scan that read these floats).
+    let triggered = if let Valued::Copies { triggered: true, .. } = valued {
+        true
+    } else {
+        let cash_row = (p.cash_target > 0.0).then_some((cash, p.cash_target));
+        let drift = Drift::measure(rows.iter().map(|r| (r.value, r.target)).chain(cash_row), value, params.band);
+        (out.max_deviation, out.max_relative_deviation) = (drift.deviation, drift.relative);
+        params.band.is_none() || drift.breached
+    };
     out.triggered = triggered;
     if !triggered {
         return out;
