@@ -16,6 +16,7 @@
 use std::cmp::Ordering;
 use std::hint::select_unpredictable;
 
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::error::{CoreError, Result};
@@ -440,6 +441,8 @@ pub(crate) fn plan_valued(
                 && worth_a_lot(r, deficit(r, v_seen))
         });
     if in_doubt && settle_exactly(p, quotes, params.fee_rate, rows, v_seen, &mut lists.exact) {
+        // (Summed again: the settle may have sold a few lots more.)
+        let proceeds = rows.iter().fold(0.0, |sold, r| sold + sale_net(r));
         cash_after = cash + proceeds - buy_cost(rows);
     }
 
@@ -968,6 +971,16 @@ fn settle_exactly(
         let (price, fee) = exact[i];
         amount.checked_mul(price)?.checked_mul(Decimal::ONE + fee)
     };
+    // A shortfall within float noise is sold for, in lots of a sold asset
+    // that fine (its weight moves by no more than the noise), rather than
+    // paid for by a whole lot taken back: that lot's money would stay in
+    // cash, and a re-plan would spend it (SPEC §2: no ping-pong).
+    if cash < Decimal::ZERO {
+        if let Some((i, sell, gained)) = sale_for_noise(p, quotes, rows, exact, cash, FLOAT_DOUBT * v_after) {
+            rows[i].sell = sell;
+            cash += gained;
+        }
+    }
     while cash < Decimal::ZERO {
         let Some(largest) = (0..rows.len())
             .filter(|&i| rows[i].buy > 0)
@@ -1008,6 +1021,25 @@ fn settle_exactly(
         cash -= cost;
     }
     true
+}
+
+/// The sold asset (its row), its new sell and the exact proceeds gained,
+/// that cover a `cash` shortfall within `doubt` (float noise, in quote) by
+/// selling a few lots more, worth no more than `doubt` in all: the sold
+/// asset with the finest lots. None if there is none, or its market would
+/// refuse the sell.
+fn sale_for_noise(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &[Row], exact: &[(Decimal, Decimal)], cash: Decimal, doubt: f64) -> Option<(usize, i64, Decimal)> {
+    let i = (0..rows.len())
+        .filter(|&i| rows[i].sell > 0 && rows[i].lot_value <= doubt)
+        .min_by(|&a, &b| cmp_f64(rows[a].lot_value, rows[b].lot_value))?;
+    let r = &rows[i];
+    let short = (-cash).to_f64()?;
+    let more = (short / r.lot_net).ceil() as i64 + 1; // (+1: the float's rounding)
+    let sell = r.sell.checked_add(more)?;
+    let fits = more as f64 * r.lot_value <= doubt && sell <= r.held_lots.min(r.max_lots) && r.accepts(sell);
+    let (price, fee) = exact[i];
+    let gained = quotes[p.assets[i] as usize].lots_amount(more).to_decimal()?.checked_mul(price)?.checked_mul(Decimal::ONE - fee)?;
+    (fits && cash.checked_add(gained)? >= Decimal::ZERO).then_some((i, sell, gained))
 }
 
 /// Cash after the plan fills at the assumed prices, in exact decimals.
