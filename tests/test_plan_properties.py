@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -175,6 +176,32 @@ def test_replanning_after_the_fills_sends_nothing(case: Case) -> None:
     p = case.plan()
     again = case.plan(case.filled(p))
     assert again.orders == [], again.orders
+
+
+@pytest.mark.xfail(strict=True, reason="known: a re-plan sells a 1-USDT lot left over target to buy the minimum order of another")
+def test_replanning_known_miss() -> None:
+    """A run of 20,000 unseeded examples found this case (2026-11-22; the
+    planner at that day's start sends it too). After the plan fills, A4 is
+    1.33 above its target (its lots are worth 1.00) and A1 1.75 below (its
+    lots are worth 0.01, its minimum order 1.00), with 0.009 of cash; the
+    re-plan sells one lot of A4 and buys 1.00 of A1, which the first plan
+    could have done. Strict, so this fails once the planner does it."""
+    steps = {"A0": "1000", "A1": "10", "A2": "100", "A3": "10", "A4": "1000", "A5": "1000", "A6": "1000"}
+    prices = {"A0": 0.2146, "A1": 0.001, "A2": 0.9671, "A3": 0.001, "A4": 0.001, "A5": 0.0207, "A6": 0.001}
+    held = {"A0": "200", "A1": "0", "A2": "969800", "A3": "0", "A4": "652226000", "A5": "0", "A6": "595921000", "USDT": "0"}
+    weights = (0.14534883720930233, 0.04941860465116279, 0.2819767441860465, 0.14825581395348839, 0.12209302325581395, 0.09883720930232558, 0.15406976744186046)
+    case = Case(
+        markets=_markets(steps, "1", 0.001),
+        prices=prices,
+        holdings={a: Decimal(x) for a, x in held.items()},
+        targets=dict(zip(steps, weights)),
+        fee=0.001,
+        kwargs={"threshold": None, "destination": "target", "portfolio_id": 0, "epoch": 3},
+    )
+    coarsest = max(max(m.step * dec(case.prices[a]), m.min_notional) for a, m in case.markets.items())
+    assert case.value(case.holdings) >= 100 * coarsest  # inside the property's domain
+    p = case.plan()
+    assert case.plan(case.filled(p)).orders == []
 
 
 @given(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1), st.integers(0, 99))
