@@ -115,8 +115,18 @@ def test_residual_deviation_is_bounded_by_lots(case: Case) -> None:
     _check_residual(case, p)
 
 
-def _markets(steps: dict[str, str], min_notional: str, fee: float) -> dict[str, Market]:
-    return {a: Market(f"{a}/USDT", a, "USDT", step, min_notional=min_notional, taker_fee=fee) for a, step in steps.items()}
+def _to_target(market: tuple[dict[str, str], str, float], prices: dict[str, float], held: dict[str, str], targets: dict[str, float]) -> Case:
+    """A case found by a run, planned to target: `market` is (each asset's
+    step, the minimum notional, the fee) for markets against USDT."""
+    steps, min_notional, fee = market
+    return Case(
+        markets={a: Market(f"{a}/USDT", a, "USDT", step, min_notional=min_notional, taker_fee=fee) for a, step in steps.items()},
+        prices=prices,
+        holdings={a: Decimal(x) for a, x in held.items()},
+        targets=targets,
+        fee=fee,
+        kwargs={"threshold": None, "destination": "target", "portfolio_id": 0, "epoch": 3},
+    )
 
 
 def test_residual_deviation_when_the_last_lot_is_short_by_noise() -> None:
@@ -125,13 +135,11 @@ def test_residual_deviation_when_the_last_lot_is_short_by_noise() -> None:
     21.72169999987 of cash, so the exact settle took the lot back and A2
     ended 31.42 under target against a bound of 31.09. The settle now sells
     a few more of A0's lots (its step is 0.0000001) for the 1.3e-10 instead."""
-    case = Case(
-        markets=_markets({"A0": "0.0000001", "A1": "10", "A2": "1000"}, "0", 0.001),
+    case = _to_target(
+        ({"A0": "0.0000001", "A1": "10", "A2": "1000"}, "0", 0.001),
         prices={"A0": 0.0347, "A1": 0.9357, "A2": 0.0217},
-        holdings={"A0": Decimal("21441066.2824207"), "A1": Decimal("954640"), "A2": Decimal("0"), "USDT": Decimal("16901.05")},
+        held={"A0": "21441066.2824207", "A1": "954640", "A2": "0", "USDT": "16901.05"},
         targets={"A0": 0.009433962264150943, "A1": 0.6415094339622641, "A2": 0.3490566037735849},
-        fee=0.001,
-        kwargs={"threshold": None, "destination": "target", "portfolio_id": 0, "epoch": 3},
     )
     p = case.plan()
     assert not p.skipped
@@ -155,13 +163,11 @@ def _check_residual(case: Case, p: rebal.Plan) -> None:
 # it back and its money stayed in cash for a re-plan to spend. The settle now
 # sells two more of A1's lots (6.6e-8 USDT) instead.
 @example(
-    Case(
-        markets=_markets({"A0": "1000", "A1": "0.00001", "A2": "1000"}, "1", 0.006),
+    _to_target(
+        ({"A0": "1000", "A1": "0.00001", "A2": "1000"}, "1", 0.006),
         prices={"A0": 0.0089, "A1": 0.0033, "A2": 0.0033},
-        holdings={"A0": Decimal("0"), "A1": Decimal("289904848.48484"), "A2": Decimal("0"), "USDT": Decimal("291.13")},
+        held={"A0": "0", "A1": "289904848.48484", "A2": "0", "USDT": "291.13"},
         targets={"A0": 0.31800766283524906, "A1": 0.3793103448275862, "A2": 0.30268199233716475},
-        fee=0.006,
-        kwargs={"threshold": None, "destination": "target", "portfolio_id": 0, "epoch": 3},
     )
 )
 @given(cases(min_notionals=("1", "5", "10")))
@@ -190,14 +196,7 @@ def test_replanning_known_miss() -> None:
     prices = {"A0": 0.2146, "A1": 0.001, "A2": 0.9671, "A3": 0.001, "A4": 0.001, "A5": 0.0207, "A6": 0.001}
     held = {"A0": "200", "A1": "0", "A2": "969800", "A3": "0", "A4": "652226000", "A5": "0", "A6": "595921000", "USDT": "0"}
     weights = (0.14534883720930233, 0.04941860465116279, 0.2819767441860465, 0.14825581395348839, 0.12209302325581395, 0.09883720930232558, 0.15406976744186046)
-    case = Case(
-        markets=_markets(steps, "1", 0.001),
-        prices=prices,
-        holdings={a: Decimal(x) for a, x in held.items()},
-        targets=dict(zip(steps, weights)),
-        fee=0.001,
-        kwargs={"threshold": None, "destination": "target", "portfolio_id": 0, "epoch": 3},
-    )
+    case = _to_target((steps, "1", 0.001), prices, held, dict(zip(steps, weights)))
     coarsest = max(max(m.step * dec(case.prices[a]), m.min_notional) for a, m in case.markets.items())
     assert case.value(case.holdings) >= 100 * coarsest  # inside the property's domain
     p = case.plan()
