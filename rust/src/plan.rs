@@ -1036,10 +1036,12 @@ fn sale_for_noise(p: &PortfolioRef<'_>, quotes: &[Quote], rows: &[Row], exact: &
     let short = (-cash).to_f64()?;
     let more = (short / r.lot_net).ceil() as i64 + 1; // (+1: the float's rounding)
     let sell = r.sell.checked_add(more)?;
-    let fits = more as f64 * r.lot_value <= doubt && sell <= r.held_lots.min(r.max_lots) && r.accepts(sell);
+    if !(more as f64 * r.lot_value <= doubt && sell <= r.held_lots.min(r.max_lots) && r.accepts(sell)) {
+        return None;
+    }
     let (price, fee) = exact[i];
     let gained = quotes[p.assets[i] as usize].lots_amount(more).to_decimal()?.checked_mul(price)?.checked_mul(Decimal::ONE - fee)?;
-    (fits && cash.checked_add(gained)? >= Decimal::ZERO).then_some((i, sell, gained))
+    (cash.checked_add(gained)? >= Decimal::ZERO).then_some((i, sell, gained))
 }
 
 /// Cash after the plan fills at the assumed prices, in exact decimals.
