@@ -206,10 +206,9 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
     def candidate(r: _Row, cash: float) -> bool:
         return r.tradable and r.sell == 0 and _py_worth_a_lot(r, deficit(r)) and r.increment() * r.lc <= cash
 
-    n = len(rows)
-    for _ in range(n + 1):
-        order = [r for r in rows if candidate(r, cash)]
-        order.sort(key=lambda r: -deficit(r))  # stable: ties keep holding order
+    def fill(open_: list[_Row], cash: float) -> tuple[bool, float]:
+        """plan.rs `fill_to_level`: (whether any took its increment, the cash left)."""
+        order = sorted(open_, key=lambda r: -deficit(r))  # stable: ties keep holding order
         weighted = weights = level = 0.0
         for k, r in enumerate(order):
             weighted += deficit(r) * (1.0 + r.fee)
@@ -225,6 +224,11 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
                 r.buy += add
                 cash -= add * r.lc
                 added = True
+        return added, cash
+
+    n = len(rows)
+    for _ in range(n + 1):
+        added, cash = fill([r for r in rows if candidate(r, cash)], cash)
         if not added:
             break
 
@@ -240,6 +244,10 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
                 next_deficit = max(next_deficit, deficit(r))
         r = best
         to_next = _to_lots((deficit(r) - max(next_deficit, 0.0)) * r.per_lot, inward=True)
+        if to_next <= r.increment():  # tied within an increment: shared out to a level
+            added, cash = fill(open_, cash)
+            if added:
+                continue
         affordable = _f2i(math.floor(cash / r.lc))
         add = min(max(to_next, r.increment()), affordable, r.max_lots - r.buy)
         r.buy += add
@@ -659,10 +667,9 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
         worth = (b + inc <= maxl[p]) & (deficit > needed)
         return movable[p] & worth & (inc * lc[p] <= cash[p, None]), deficit, inc
 
-    # Water-filling to a common deficit level, at most n + 1 rounds.
-    live, rounds = np.arange(len(i)), n + 1
-    while len(live):
-        cand, deficit, _ = candidates(live)
+    def fill(live: np.ndarray, cand: np.ndarray, deficit: np.ndarray) -> np.ndarray:
+        """plan.rs `fill_to_level` for local portfolios `live` (their
+        candidates and deficits): whether each bought."""
         count = cand.sum(axis=1)
         order = np.argsort(np.where(cand, -deficit, np.inf), axis=1, kind="stable")
         d_sorted = np.take_along_axis(deficit, order, axis=1)
@@ -697,6 +704,13 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
             c = np.where(take, c - add * cost, c)
             added |= take
         cash[live] = c
+        return added
+
+    # Water-filling to a common deficit level, at most n + 1 rounds.
+    live, rounds = np.arange(len(i)), n + 1
+    while len(live):
+        cand, deficit, _ = candidates(live)
+        added = fill(live, cand, deficit)
         rounds[live] -= 1
         live = live[added & (rounds[live] > 0)]
 
@@ -714,12 +728,18 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
         top = masked[r, best]
         masked[r, best] = -np.inf
         next_deficit = masked.max(axis=1)
-        cost, b = lc[live, best], buy[live, best]
         to_next = _np_to_lots((top - np.maximum(next_deficit, 0.0)) * per_lot[live, best], inward=True)
-        affordable = _as_i64(np.floor(cash[live] / cost))
-        add = np.minimum(np.minimum(np.maximum(to_next, inc[r, best]), affordable), maxl[live, best] - b)
-        buy[live, best] = b + add
-        cash[live] = cash[live] - add * cost
+        # Tied within an increment: the cash shared out to a level instead, if that buys.
+        tied = np.flatnonzero(to_next <= inc[r, best])
+        step = np.ones(len(live), dtype=bool)
+        if len(tied):
+            step[tied] = ~fill(live[tied], cand[tied], deficit[tied])
+        s_live, s_best, s_r = live[step], best[step], r[step]
+        cost, b = lc[s_live, s_best], buy[s_live, s_best]
+        affordable = _as_i64(np.floor(cash[s_live] / cost))
+        add = np.minimum(np.minimum(np.maximum(to_next[step], inc[s_r, s_best]), affordable), maxl[s_live, s_best] - b)
+        buy[s_live, s_best] = b + add
+        cash[s_live] = cash[s_live] - add * cost
         rounds[live] -= 1
         live = live[rounds[live] > 0]
     s.buy[i] = buy
