@@ -206,9 +206,10 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
     def candidate(r: _Row, cash: float) -> bool:
         return r.tradable and r.sell == 0 and _py_worth_a_lot(r, deficit(r)) and r.increment() * r.lc <= cash
 
-    def fill(open_: list[_Row], cash: float) -> tuple[bool, float]:
-        """plan.rs `fill_to_level`: (whether any took its increment, the cash left)."""
-        order = sorted(open_, key=lambda r: -deficit(r))  # stable: ties keep holding order
+    n = len(rows)
+    for _ in range(n + 1):
+        order = [r for r in rows if candidate(r, cash)]
+        order.sort(key=lambda r: -deficit(r))  # stable: ties keep holding order
         weighted = weights = level = 0.0
         for k, r in enumerate(order):
             weighted += deficit(r) * (1.0 + r.fee)
@@ -224,11 +225,6 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
                 r.buy += add
                 cash -= add * r.lc
                 added = True
-        return added, cash
-
-    n = len(rows)
-    for _ in range(n + 1):
-        added, cash = fill([r for r in rows if candidate(r, cash)], cash)
         if not added:
             break
 
@@ -244,12 +240,12 @@ def _py_top_up(rows: list[_Row], v: float, cash: float) -> None:
                 next_deficit = max(next_deficit, deficit(r))
         r = best
         to_next = _to_lots((deficit(r) - max(next_deficit, 0.0)) * r.per_lot, inward=True)
-        if to_next <= r.increment():  # tied within an increment: shared out to a level
-            added, cash = fill(open_, cash)
-            if added:
-                continue
+        lift = to_next
+        if to_next <= r.increment():  # tied: its share of the cash, up to its target
+            share = _f2i(math.floor(cash / (len(open_) * r.lc)))
+            lift = min(share, min(_to_lots(deficit(r) * r.per_lot), r.max_lots - r.buy))
         affordable = _f2i(math.floor(cash / r.lc))
-        add = min(max(to_next, r.increment()), affordable, r.max_lots - r.buy)
+        add = min(max(lift, r.increment()), affordable, r.max_lots - r.buy)
         r.buy += add
         cash -= add * r.lc
 
@@ -667,9 +663,10 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
         worth = (b + inc <= maxl[p]) & (deficit > needed)
         return movable[p] & worth & (inc * lc[p] <= cash[p, None]), deficit, inc
 
-    def fill(live: np.ndarray, cand: np.ndarray, deficit: np.ndarray) -> np.ndarray:
-        """plan.rs `fill_to_level` for local portfolios `live` (their
-        candidates and deficits): whether each bought."""
+    # Water-filling to a common deficit level, at most n + 1 rounds.
+    live, rounds = np.arange(len(i)), n + 1
+    while len(live):
+        cand, deficit, _ = candidates(live)
         count = cand.sum(axis=1)
         order = np.argsort(np.where(cand, -deficit, np.inf), axis=1, kind="stable")
         d_sorted = np.take_along_axis(deficit, order, axis=1)
@@ -704,13 +701,6 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
             c = np.where(take, c - add * cost, c)
             added |= take
         cash[live] = c
-        return added
-
-    # Water-filling to a common deficit level, at most n + 1 rounds.
-    live, rounds = np.arange(len(i)), n + 1
-    while len(live):
-        cand, deficit, _ = candidates(live)
-        added = fill(live, cand, deficit)
         rounds[live] -= 1
         live = live[added & (rounds[live] > 0)]
 
@@ -728,18 +718,16 @@ def _np_top_up(s: _Plan, i: np.ndarray, v: np.ndarray, cash: np.ndarray) -> None
         top = masked[r, best]
         masked[r, best] = -np.inf
         next_deficit = masked.max(axis=1)
+        cost, b = lc[live, best], buy[live, best]
         to_next = _np_to_lots((top - np.maximum(next_deficit, 0.0)) * per_lot[live, best], inward=True)
-        # Tied within an increment: the cash shared out to a level instead, if that buys.
-        tied = np.flatnonzero(to_next <= inc[r, best])
-        step = np.ones(len(live), dtype=bool)
-        if len(tied):
-            step[tied] = ~fill(live[tied], cand[tied], deficit[tied])
-        s_live, s_best, s_r = live[step], best[step], r[step]
-        cost, b = lc[s_live, s_best], buy[s_live, s_best]
-        affordable = _as_i64(np.floor(cash[s_live] / cost))
-        add = np.minimum(np.minimum(np.maximum(to_next[step], inc[s_r, s_best]), affordable), maxl[s_live, s_best] - b)
-        buy[s_live, s_best] = b + add
-        cash[s_live] = cash[s_live] - add * cost
+        # Tied within an increment: its share of the cash, up to its target.
+        share = _as_i64(np.floor(cash[live] / (cand.sum(axis=1) * cost)))
+        to_target = np.minimum(_np_to_lots(top * per_lot[live, best]), maxl[live, best] - b)
+        lift = np.where(to_next <= inc[r, best], np.minimum(share, to_target), to_next)
+        affordable = _as_i64(np.floor(cash[live] / cost))
+        add = np.minimum(np.minimum(np.maximum(lift, inc[r, best]), affordable), maxl[live, best] - b)
+        buy[live, best] = b + add
+        cash[live] = cash[live] - add * cost
         rounds[live] -= 1
         live = live[rounds[live] > 0]
     s.buy[i] = buy

@@ -191,8 +191,9 @@ def test_replanning_after_a_top_up_of_tied_fine_lots_sends_nothing() -> None:
     ended with 1.85 unspent; the plan then gave back a sell of A4 (lots
     worth 1.00) that nothing used. After the fills A4 was 1.33 above its
     target and A1 1.75 below (its minimum order 1.00), and the re-plan sold
-    that lot to buy 1.00 of A1. Tied assets now share the cash out to a
-    common level: A4 ends 0.33 above, A1 1.25 below, and nothing is left."""
+    that lot to buy 1.00 of A1. An asset tied with the next now takes its
+    share of the cash: A4 ends 0.33 above, A1 1.25 below, with 0.0067 of
+    cash, and the re-plan sends nothing."""
     steps = {"A0": "1000", "A1": "10", "A2": "100", "A3": "10", "A4": "1000", "A5": "1000", "A6": "1000"}
     prices = {"A0": 0.2146, "A1": 0.001, "A2": 0.9671, "A3": 0.001, "A4": 0.001, "A5": 0.0207, "A6": 0.001}
     held = {"A0": "200", "A1": "0", "A2": "969800", "A3": "0", "A4": "652226000", "A5": "0", "A6": "595921000", "USDT": "0"}

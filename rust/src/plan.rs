@@ -875,7 +875,32 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
             fresh = true;
             break;
         }
-        if !fill_to_level(rows, open, order, deficits, &mut cash) {
+        order.clear();
+        order.extend_from_slice(open);
+        order.sort_by(|&a, &b| cmp_f64(deficits[b], deficits[a]));
+        // The level L with Σ (deficit − L)⁺·(1 + fee) = cash.
+        let (mut weighted, mut weights, mut level) = (0.0, 0.0, 0.0);
+        for (k, &i) in order.iter().enumerate() {
+            let r = &rows[i];
+            weighted += deficits[i] * (1.0 + r.fee);
+            weights += 1.0 + r.fee;
+            let candidate_level = ((weighted - cash) / weights).max(0.0);
+            if candidate_level >= order.get(k + 1).map_or(0.0, |&j| deficits[j]) {
+                level = candidate_level;
+                break;
+            }
+        }
+        let mut added = false;
+        for &i in order.iter() {
+            let r = &mut rows[i];
+            let add = lots_to_level(r, deficits[i], level);
+            if add >= r.increment() && add as f64 * r.lot_cost <= cash {
+                r.buy += add;
+                cash -= add as f64 * r.lot_cost;
+                added = true;
+            }
+        }
+        if !added {
             fresh = true;
             break;
         }
@@ -898,57 +923,26 @@ fn top_up(rows: &mut [Row], lists: &mut Lists, v_after: f64, mut cash: f64) -> b
                 next_deficit = next_deficit.max(deficits[i]);
             }
         }
-        let r = &rows[best];
-        let to_next = to_lots((deficits[best] - next_deficit.max(0.0)) * r.per_lot, Rounding::Inward);
-        // Tied within an increment with the next: lifting one increment at a
-        // time would alternate between them lot by lot (fine lots outlast
-        // this loop, and the cash left then unsold a coarse lot a re-plan
-        // sells again), so the cash is shared out to a common level.
-        if to_next <= r.increment() && fill_to_level(rows, open, order, deficits, &mut cash) {
-            bought = true;
-            candidates(open, deficits, rows, v_after, cash);
-            continue;
-        }
         let r = &mut rows[best];
+        let to_next = to_lots((deficits[best] - next_deficit.max(0.0)) * r.per_lot, Rounding::Inward);
+        // Tied within an increment with the next, it takes its share of the
+        // cash (up to its target): one increment each in turn, fine lots
+        // outlasted this loop, and the cash left unsold a coarse lot that a
+        // re-plan sold again.
+        let lift = if to_next <= r.increment() {
+            let share = (cash / (open.len() as f64 * r.lot_cost)).floor() as i64;
+            share.min(lots_to_level(r, deficits[best], 0.0))
+        } else {
+            to_next
+        };
         let affordable = (cash / r.lot_cost).floor() as i64;
-        let add = to_next.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
+        let add = lift.max(r.increment()).min(affordable).min(r.max_lots - r.buy);
         r.buy += add;
         cash -= add as f64 * r.lot_cost;
         bought |= add != 0;
         still_open(open, deficits, rows, v_after, cash, best);
     }
     bought
-}
-
-/// Water-fills `cash` over the assets in `open` (whose deficits are noted)
-/// to the common deficit level L with Σ (deficit − L)⁺·(1 + fee) = cash,
-/// in whole lots; returns whether any asset took its next increment.
-fn fill_to_level(rows: &mut [Row], open: &[usize], order: &mut Vec<usize>, deficits: &[f64], cash: &mut f64) -> bool {
-    order.clear();
-    order.extend_from_slice(open);
-    order.sort_by(|&a, &b| cmp_f64(deficits[b], deficits[a]));
-    let (mut weighted, mut weights, mut level) = (0.0, 0.0, 0.0);
-    for (k, &i) in order.iter().enumerate() {
-        let r = &rows[i];
-        weighted += deficits[i] * (1.0 + r.fee);
-        weights += 1.0 + r.fee;
-        let candidate_level = ((weighted - *cash) / weights).max(0.0);
-        if candidate_level >= order.get(k + 1).map_or(0.0, |&j| deficits[j]) {
-            level = candidate_level;
-            break;
-        }
-    }
-    let mut added = false;
-    for &i in order.iter() {
-        let r = &mut rows[i];
-        let add = lots_to_level(r, deficits[i], level);
-        if add >= r.increment() && add as f64 * r.lot_cost <= *cash {
-            r.buy += add;
-            *cash -= add as f64 * r.lot_cost;
-            added = true;
-        }
-    }
-    added
 }
 
 /// Whole lots that bring `r`, `deficit` below its target, up to `level`
