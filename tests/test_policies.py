@@ -605,6 +605,10 @@ def test_accounting_by_hand_on_two_assets_rebalancing_vs_holding() -> None:
 
 # ====================================================================== max drawdown, a tick at a time
 
+# Sizes either side of the Rust passes' parallel threshold (blocks of 65,536
+# above 32,768 portfolios): the one-thread pass and the parallel one.
+PASS_SIZES = (20_000, 150_001)
+
 
 def _track_drawdown_in_numpy(s: dict[str, np.ndarray], value: np.ndarray, mask: np.ndarray) -> None:
     """The drawdown tracking as numpy operations alone (what it was before it
@@ -618,13 +622,13 @@ def _track_drawdown_in_numpy(s: dict[str, np.ndarray], value: np.ndarray, mask: 
         s["drawdown_level"][low] = value[low]
 
 
-def test_drawdown_tracking_gives_the_floats_of_its_numpy_arithmetic() -> None:
+@pytest.mark.parametrize("n, ticks", [(500, 80), (PASS_SIZES[1], 5)])
+def test_drawdown_tracking_gives_the_floats_of_its_numpy_arithmetic(n: int, ticks: int) -> None:
     """Bit for bit over many ticks, on awkward values too (zero, negative,
     NaN, inf, tiny), with portfolios masked out at random."""
     from rebal.policies import exits
 
     rng = np.random.default_rng(11)
-    n, ticks = 500, 80
     odd = np.array([0.0, -3.0, np.nan, np.inf, 5e-324, 1e300])
     names = ("peak_value", "drawdown_level", "max_drawdown")
     start = {"peak_value": rng.lognormal(8, 0.3, n), "drawdown_level": np.zeros(n), "max_drawdown": np.zeros(n)}
@@ -640,7 +644,8 @@ def test_drawdown_tracking_gives_the_floats_of_its_numpy_arithmetic() -> None:
     assert (reference["max_drawdown"] > 0.3).any(), "the series fell: the drawdowns were exercised"
 
 
-def test_earliest_is_the_masked_minimum() -> None:
+@pytest.mark.parametrize("n", PASS_SIZES)
+def test_earliest_is_the_masked_minimum(n: int) -> None:
     """`_rebal.earliest` (the first auto-invest cycle due) is numpy's
     `values[mask].min()`, None where no value is masked, and refuses
     columns of different lengths by name."""
@@ -648,7 +653,7 @@ def test_earliest_is_the_masked_minimum() -> None:
     from rebal.exceptions import ConfigError
 
     rng = np.random.default_rng(5)
-    values = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, 10_001, dtype=np.int64)
+    values = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, n, dtype=np.int64)
     for share in (0.0, 0.001, 0.4, 1.0):
         mask = rng.random(len(values)) < share
         expected = int(values[mask].min()) if mask.any() else None
@@ -659,7 +664,8 @@ def test_earliest_is_the_masked_minimum() -> None:
     assert refused.value.field == "mask"
 
 
-def test_reached_is_numpys_comparisons() -> None:
+@pytest.mark.parametrize("n", PASS_SIZES)
+def test_reached_is_numpys_comparisons(n: int) -> None:
     """`_rebal.reached` (the exits' take-profit and stop-loss levels) keeps
     the masked positions at or above `up` or at or below `down`, as numpy's
     comparisons do (a NaN level or value is never reached), and refuses a
@@ -668,7 +674,6 @@ def test_reached_is_numpys_comparisons() -> None:
     from rebal.exceptions import ConfigError
 
     rng = np.random.default_rng(8)
-    n = 5_000
     value = rng.normal(100, 30, n)
     value[rng.random(n) < 0.05] = np.nan
     up = np.where(rng.random(n) < 0.5, rng.normal(120, 30, n), np.nan)
@@ -689,7 +694,8 @@ def test_reached_is_numpys_comparisons() -> None:
         assert refused.value.field == field
 
 
-def test_cycles_due_is_numpys_masks() -> None:
+@pytest.mark.parametrize("n", PASS_SIZES)
+def test_cycles_due_is_numpys_masks(n: int) -> None:
     """`auto_invest.due` (one Rust pass) keeps exactly the slots numpy's
     masks keep: auto-invest on, past its time, in the running stage, free,
     scanned and not rebalancing, and at or below its level (a NaN level or
@@ -700,7 +706,7 @@ def test_cycles_due_is_numpys_masks() -> None:
     from rebal.policies import auto_invest
 
     rng = np.random.default_rng(11)
-    n, now, running = 20_000, 1_000_000, 2
+    now, running = 1_000_000, 2
     s = {
         "dca_next_ms": rng.integers(now - 5, now + 5, n),
         "dca_state": rng.integers(0, 4, n).astype(np.uint8),

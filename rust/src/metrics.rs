@@ -6,6 +6,8 @@
 //! numpy's, NaN first); the log and the exp stay numpy's, whose last bits
 //! Rust's would not match.
 
+use rayon::prelude::*;
+
 use crate::error::{CoreError, Result};
 
 /// This tick's return factor of each series: `values / (last + inflow)`
@@ -73,15 +75,30 @@ pub fn track_drawdowns(value: &[f64], mask: &[bool], peak: &mut [f64], level: &m
     same_length("peak", peak.len(), n)?;
     same_length("level", level.len(), n)?;
     same_length("max_drawdown", max_drawdown.len(), n)?;
-    for ((((&value, &mask), peak), level), deepest) in value.iter().zip(mask).zip(peak).zip(level).zip(max_drawdown) {
-        if mask && value > *peak {
-            *peak = value;
-            *level = value * (1.0 - *deepest);
+    let track = |((((value, mask), peak), level), max_drawdown): ((((&[f64], &[bool]), &mut [f64]), &mut [f64]), &mut [f64])| {
+        for ((((&value, &mask), peak), level), deepest) in value.iter().zip(mask).zip(peak).zip(level).zip(max_drawdown) {
+            if mask && value > *peak {
+                *peak = value;
+                *level = value * (1.0 - *deepest);
+            }
+            if mask && value < *level {
+                *deepest = 1.0 - value / *peak;
+                *level = value;
+            }
         }
-        if mask && value < *level {
-            *deepest = 1.0 - value / *peak;
-            *level = value;
-        }
+    };
+    // Each series on its own: blocks of a large book in parallel (a pass bound by memory).
+    if crate::workers::inline(n, crate::batch::INLINE_PORTFOLIOS) {
+        track(((((value, mask), peak), level), max_drawdown));
+    } else {
+        let block = crate::workers::PASS_BLOCK;
+        value
+            .par_chunks(block)
+            .zip(mask.par_chunks(block))
+            .zip(peak.par_chunks_mut(block))
+            .zip(level.par_chunks_mut(block))
+            .zip(max_drawdown.par_chunks_mut(block))
+            .for_each(track);
     }
     Ok(())
 }

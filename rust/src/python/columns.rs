@@ -5,7 +5,10 @@
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use crate::batch::Status;
+use rayon::prelude::*;
+
+use crate::batch::{Status, INLINE_PORTFOLIOS};
+use crate::workers::{inline, PASS_BLOCK};
 use crate::error::CoreError;
 use crate::python::book::slice;
 use crate::python::errors::IntoPyResult;
@@ -20,10 +23,17 @@ pub fn earliest<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, i64>, mask: 
         let lengths = format!("{} values, {} in the mask", values.len(), mask.len());
         return Err(CoreError::config("mask", lengths, "one per value")).or_raise(py);
     }
-    let (least, any) = values
-        .iter()
-        .zip(mask)
-        .fold((i64::MAX, false), |(least, any), (&v, &on)| (if on { least.min(v) } else { least }, any | on));
+    let least_of = |(values, mask): (&[i64], &[bool])| {
+        values.iter().zip(mask).fold((i64::MAX, false), |(least, any), (&v, &on)| (if on { least.min(v) } else { least }, any | on))
+    };
+    let both = |a: (i64, bool), b: (i64, bool)| (a.0.min(b.0), a.1 | b.1);
+    let (least, any) = py.detach(|| {
+        if inline(values.len(), INLINE_PORTFOLIOS) {
+            least_of((values, mask))
+        } else {
+            values.par_chunks(PASS_BLOCK).zip(mask.par_chunks(PASS_BLOCK)).map(least_of).reduce(|| (i64::MAX, false), both)
+        }
+    });
     Ok(any.then_some(least))
 }
 
@@ -104,11 +114,22 @@ pub fn cycles_due<'py>(
 }
 
 /// The positions `0..n` where `test` holds, in order, for tests that rarely
-/// hold: each block of 64 is tested without a branch into a word of bits
-/// (no push or mispredict per position), and only set bits are visited.
-fn set_positions(n: usize, test: impl Fn(usize) -> bool) -> Vec<i64> {
-    let mut positions = Vec::new();
-    for start in (0..n).step_by(64) {
+/// hold; blocks of [`PASS_BLOCK`] in parallel for a large `n`.
+fn set_positions(n: usize, test: impl Fn(usize) -> bool + Sync) -> Vec<i64> {
+    if inline(n, INLINE_PORTFOLIOS) {
+        return positions_in(0..n, &test);
+    }
+    let parts: Vec<Vec<i64>> =
+        (0..n.div_ceil(PASS_BLOCK)).into_par_iter().map(|b| positions_in(b * PASS_BLOCK..n.min((b + 1) * PASS_BLOCK), &test)).collect();
+    parts.concat()
+}
+
+/// [`set_positions`] over `range` (its start a multiple of 64): each block
+/// of 64 is tested without a branch into a word of bits (no push or
+/// mispredict per position), and only set bits are visited.
+fn positions_in(range: std::ops::Range<usize>, test: &impl Fn(usize) -> bool) -> Vec<i64> {
+    let (mut positions, n) = (Vec::new(), range.end);
+    for start in range.step_by(64) {
         let mut bits = 0u64;
         for (j, i) in (start..n.min(start + 64)).enumerate() {
             bits |= u64::from(test(i)) << j;
