@@ -356,7 +356,7 @@ class Engine:
         batch = book.plan(scan, invest=investing if len(investing) else None, exit=selling if len(selling) else None)
         if len(investing):
             s["pending_invest"][investing] = False
-            self._policies_changed()
+            self._moves = None  # (nothing else the tick skips by changed)
         rounds = _rounds(batch.portfolio)
         self._after_plan(batch, rounds, selling, investing, now_ms)
         self._record_orders(batch, rounds, now_ms)
@@ -641,7 +641,11 @@ class Engine:
         exits.set_levels(s, slots)
         exits.rescale_peak(s, slots, net_before)
         auto_invest.set_level(s, slots)
-        self._policies_changed()
+        # Only the exit levels changed, and a level is NaN by its config
+        # alone: if some portfolio had one, some still has (a pass over every
+        # portfolio saved on each tick with new money).
+        if self._exits_on is not True:
+            self._exits_on = None
         self.money_added += 1
 
     def _auto_invest(self, due: npt.NDArray[np.int64], now_ms: int) -> None:
@@ -655,7 +659,7 @@ class Engine:
         granted = self._withdraw(go, amounts)  # the call that can fail: nothing has changed yet
         # The next run is set whatever happened, so a refused cycle is not retried every tick.
         s["dca_next_ms"][due] = auto_invest.next_ready(s, due, now_ms)
-        self._policies_changed()  # the states below, and the money in
+        self._dca_earliest = None  # the times, and the states below
         pids = self.book.ids
         for mask, state, kind, why in (
             (over_max, DCA_STOPPED, EventKind.AUTO_INVEST_STOPPED, Reason.MAX_INVESTMENT),
@@ -673,7 +677,7 @@ class Engine:
         s["dca_cycles"][go] += 1
         s["dca_last_ms"][go] = now_ms
         s["pending_invest"][go] = True
-        self._policies_changed()
+        self._moves = True
         self._events.add(EventKind.AUTO_INVEST_EXECUTED, pids[go], now_ms, asset=QUOTE_ASSET, amount=amounts)
         # Reaching the cap pauses auto-invest from the next cycle on.
         at_cap = go[s["net_invested_float"][go] >= s["dca_cap"][go] - auto_invest.TOLERANCE]
