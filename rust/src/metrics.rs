@@ -75,21 +75,9 @@ pub fn track_drawdowns(value: &[f64], mask: &[bool], peak: &mut [f64], level: &m
     same_length("peak", peak.len(), n)?;
     same_length("level", level.len(), n)?;
     same_length("max_drawdown", max_drawdown.len(), n)?;
-    let track = |((((value, mask), peak), level), max_drawdown): ((((&[f64], &[bool]), &mut [f64]), &mut [f64]), &mut [f64])| {
-        for ((((&value, &mask), peak), level), deepest) in value.iter().zip(mask).zip(peak).zip(level).zip(max_drawdown) {
-            if mask && value > *peak {
-                *peak = value;
-                *level = value * (1.0 - *deepest);
-            }
-            if mask && value < *level {
-                *deepest = 1.0 - value / *peak;
-                *level = value;
-            }
-        }
-    };
     // Each series on its own: blocks of a large book in parallel (a pass bound by memory).
     if crate::workers::inline(n, crate::batch::INLINE_PORTFOLIOS) {
-        track(((((value, mask), peak), level), max_drawdown));
+        track_block(value, mask, peak, level, max_drawdown);
     } else {
         let block = crate::workers::PASS_BLOCK;
         value
@@ -98,9 +86,23 @@ pub fn track_drawdowns(value: &[f64], mask: &[bool], peak: &mut [f64], level: &m
             .zip(peak.par_chunks_mut(block))
             .zip(level.par_chunks_mut(block))
             .zip(max_drawdown.par_chunks_mut(block))
-            .for_each(track);
+            .for_each(|((((value, mask), peak), level), deepest)| track_block(value, mask, peak, level, deepest));
     }
     Ok(())
+}
+
+/// [`track_drawdowns`] over one block of series (the columns of one length).
+fn track_block(value: &[f64], mask: &[bool], peak: &mut [f64], level: &mut [f64], max_drawdown: &mut [f64]) {
+    for ((((&value, &mask), peak), level), deepest) in value.iter().zip(mask).zip(peak).zip(level).zip(max_drawdown) {
+        if mask && value > *peak {
+            *peak = value;
+            *level = value * (1.0 - *deepest);
+        }
+        if mask && value < *level {
+            *deepest = 1.0 - value / *peak;
+            *level = value;
+        }
+    }
 }
 
 /// `np.maximum`: the first if it is not smaller or is NaN, else the second
